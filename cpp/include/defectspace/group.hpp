@@ -1,0 +1,75 @@
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace defectspace {
+
+/// Site index type: supercells hold at most 65535 sites.
+using Site = std::uint16_t;
+
+/// A finite group of permutations of the sites of a periodic supercell, checked to be a group.
+/// Element g maps site s to perm(g)[s]; placements transform as (g.x)[perm(g)[s]] = x[s].
+class SymmetryGroup {
+ public:
+  /// Builds the supercell group from the point operations of the unit cell.
+  /// rotations: n_ops x 2 x 2 integer in-plane rotations (row-major, acting on unit-cell fractional
+  /// column vectors); basis_map: n_ops x n_basis, image basis index of each basis site;
+  /// shifts: n_ops x n_basis x 2, integer cell shift so that R.p_L + t = p_{map(L)} + shift.
+  /// site_types: n_basis host-type ids. Supercell n1 x n2; site = n_basis*(i*n2 + j) + L.
+  /// Throws std::invalid_argument if an operation does not map the supercell onto itself or the
+  /// result is not a group.
+  static SymmetryGroup from_point_operations(const std::int32_t* rotations, const std::int32_t* basis_map,
+                                             const std::int32_t* shifts, std::size_t n_ops,
+                                             std::size_t n_basis, const std::int32_t* site_types,
+                                             std::int32_t n1, std::int32_t n2);
+
+  /// Builds a group from explicit permutations (n_perms x n_sites) after checking identity,
+  /// bijectivity, site types preserved and closure (O(n_perms^2 n_sites)).
+  static SymmetryGroup from_permutations(const std::int32_t* perms, std::size_t n_perms,
+                                         std::size_t n_sites, const std::int32_t* site_types);
+
+  /// Number of group elements.
+  std::size_t order() const { return order_; }
+  /// Number of sites the group acts on.
+  std::size_t n_sites() const { return n_sites_; }
+  /// Pointer to the n_sites images of element g.
+  const Site* perm(std::size_t g) const { return perms_.data() + g * n_sites_; }
+  /// Host-type id of each site.
+  const std::vector<std::int32_t>& site_types() const { return site_types_; }
+  /// Index of the identity element.
+  std::size_t identity() const { return identity_; }
+  /// Index of g^-1.
+  std::size_t inverse(std::size_t g) const { return inverse_[g]; }
+  /// Index of a.b (apply b first, then a).
+  std::size_t compose(std::size_t a, std::size_t b) const;
+  /// Index of the element with these images, or -1 if it is not in the group.
+  std::int64_t find(const Site* images) const;
+  /// Smallest site in the orbit of s.
+  Site orbit_rep(std::size_t s) const { return orbit_rep_[s]; }
+  /// Elements g with g(s) == orbit_rep(s); there are order/orbit_length(s) of them.
+  const std::uint32_t* coset_begin(std::size_t s) const { return coset_.data() + coset_offset_[s]; }
+  const std::uint32_t* coset_end(std::size_t s) const { return coset_.data() + coset_offset_[s + 1]; }
+  /// Invariant id of the ordered site pair (s, t): equal for (s, t) and (g s, g t) for all g.
+  std::uint32_t pair_class(std::size_t s, std::size_t t) const;
+
+ private:
+  SymmetryGroup() = default;
+  void finalize();
+  std::uint64_t hash_perm(const Site* images) const;
+
+  std::size_t order_ = 0;
+  std::size_t n_sites_ = 0;
+  std::size_t identity_ = 0;
+  std::vector<Site> perms_;
+  std::vector<std::int32_t> site_types_;
+  std::vector<std::uint32_t> inverse_;
+  std::vector<Site> orbit_rep_;
+  std::vector<std::uint32_t> coset_offset_;
+  std::vector<std::uint32_t> coset_;
+  std::vector<std::int32_t> rep_index_;  // orbit-representative site -> dense index, else -1
+  std::vector<Site> stab_min_;           // [rep_index * n_sites + t] = min over Stab(rep) of h(t)
+  std::vector<std::uint32_t> table_;     // open-addressing hash of perms -> element index + 1
+};
+
+}  // namespace defectspace

@@ -1,0 +1,284 @@
+"""Exact canonical forms, keys, orbit sizes, dedupe, enumeration and training pairs.
+
+Every heavy step runs in the C++ core on all cores with the GIL released.
+
+Key format, version 1 (``KEY_FORMAT_VERSION``): the canonical placement written site by site in
+the lattice's site order, ``b`` bits per site (``b`` = bits of the largest per-sublattice code),
+site ``s`` in bits ``[s*b, s*b + b)`` of a little-endian bit string, padded with zero bits to
+whole bytes. A site's code is 0 for the host atom and ``1, 2, ...`` for the defect kinds of its
+host element in the lattice's kind order (MoS2: Mo sites ``1 = V, 2 = W``; S sites
+``1 = V, 2 = Se``; ``b = 2``, 48 bytes for 8x8). The canonical placement is the smallest image,
+in the order defined by the core (see ``cpp/src/canonical.cpp``), among the images that bring an
+anchor defect (of the rarest kind, then the smallest code) to the smallest representative site.
+As a string a key is ``"ds1:" + hex``. Keys compare only under the same lattice, supercell,
+defect kinds and symmetry group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from defectspace import _core
+from defectspace.lattice import Lattice
+from defectspace.placement import as_states, counts_vector
+
+KEY_FORMAT_VERSION: int = int(_core.KEY_FORMAT_VERSION)
+"""Version of the key layout; a stored key keeps its meaning while this stays the same."""
+
+KEY_PREFIX = f"ds{KEY_FORMAT_VERSION}:"
+
+
+@dataclass(frozen=True)
+class CanonicalResult:
+    """Canonical forms of a batch of placements."""
+
+    canonical: NDArray[np.uint8]
+    """(n, n_sites) uint8 canonical placements."""
+    keys: NDArray[np.uint8]
+    """(n, key_bytes) uint8 exact keys: equal rows iff equivalent placements."""
+    orbit_size: NDArray[np.int64]
+    """(n,) int64 number of distinct placements equivalent to each row (group order / stabilizer)."""
+    operation: NDArray[np.int64]
+    """(n,) int64 group element mapping each row onto its canonical form."""
+
+
+@dataclass(frozen=True)
+class DedupeResult:
+    """Distinct classes of a batch, in first-seen order."""
+
+    canonical: NDArray[np.uint8]
+    """(n_classes, n_sites) uint8 canonical placement of each class."""
+    keys: NDArray[np.uint8]
+    """(n_classes, key_bytes) uint8 key of each class."""
+    counts: NDArray[np.int64]
+    """(n_classes,) int64 rows of the input in each class."""
+    orbit_size: NDArray[np.int64]
+    """(n_classes,) int64 orbit size of each class."""
+    first_row: NDArray[np.int64]
+    """(n_classes,) int64 first input row of each class."""
+    inverse: NDArray[np.int64]
+    """(n,) int64 class index of each input row."""
+
+
+@dataclass(frozen=True)
+class Enumeration:
+    """All distinct placements of one defect multiset."""
+
+    canonical: NDArray[np.uint8]
+    """(n_classes, n_sites) uint8 canonical placements."""
+    orbit_size: NDArray[np.int64]
+    """(n_classes,) int64 placements in each class; they sum to the number of all placements."""
+
+
+def key_to_string(keys: NDArray[np.uint8]) -> list[str]:
+    """Keys as ``"ds1:<hex>"`` strings."""
+    return [KEY_PREFIX + bytes(row).hex() for row in np.asarray(keys, dtype=np.uint8)]
+
+
+def key_from_string(strings: Sequence[str], key_bytes: int) -> NDArray[np.uint8]:
+    """Inverse of :func:`key_to_string`; refuses other versions and widths."""
+    out = np.zeros((len(strings), key_bytes), dtype=np.uint8)
+    for r, text in enumerate(strings):
+        if not text.startswith("ds") or ":" not in text:
+            raise ValueError(f"key {r}: {text[:20]!r} is not a defectspace key (ds<version>:<hex>)")
+        version, _, hexpart = text.partition(":")
+        if version != KEY_PREFIX[:-1]:
+            raise ValueError(f"key {r}: format {version!r}, this release reads {KEY_PREFIX[:-1]!r}")
+        try:
+            raw = bytes.fromhex(hexpart)
+        except ValueError:
+            raise ValueError(f"key {r}: {hexpart[:20]!r}... is not hexadecimal") from None
+        if len(raw) != key_bytes:
+            raise ValueError(f"key {r}: {len(raw)} bytes, expected {key_bytes} for this lattice")
+        out[r] = np.frombuffer(raw, dtype=np.uint8)
+    return out
+
+
+class Canonicalizer:
+    """Canonical forms of placements on a lattice under its symmetry group (or a subgroup).
+
+    Args:
+        lattice: the supercell.
+        subgroup: ``"full"``, ``"translations"`` or ``"no_horizontal_mirror"``.
+        n_threads: threads for batch calls; 0 uses every core.
+    """
+
+    def __init__(self, lattice: Lattice, subgroup: str = "full", n_threads: int = 0) -> None:
+        if n_threads < 0:
+            raise ValueError(f"n_threads must be >= 0, got {n_threads}")
+        self.lattice = lattice
+        self.subgroup = subgroup
+        self.group = lattice.symmetry(subgroup)
+        self.core: _core.Canonicalizer = lattice.canonicalizer(subgroup)
+        self.n_threads = int(n_threads)
+
+    @property
+    def key_bytes(self) -> int:
+        """Bytes per key."""
+        return int(self.core.key_bytes)
+
+    def canonicalize(self, states: ArrayLike) -> CanonicalResult:
+        """Canonical form, key, orbit size and operation of every row."""
+        x = as_states(states, self.lattice)
+        canonical, keys, orbit, op = self.core.canonicalize(x, self.n_threads)
+        return CanonicalResult(canonical, keys, orbit, op)
+
+    def keys(self, states: ArrayLike) -> NDArray[np.uint8]:
+        """(n, key_bytes) uint8 exact keys."""
+        keys: NDArray[np.uint8] = self.core.keys(as_states(states, self.lattice), self.n_threads)
+        return keys
+
+    def key_strings(self, states: ArrayLike) -> list[str]:
+        """Keys as ``"ds1:<hex>"`` strings."""
+        return key_to_string(self.keys(states))
+
+    def orbit_sizes(self, states: ArrayLike) -> NDArray[np.int64]:
+        """(n,) int64 orbit sizes."""
+        _, orbit = self.core.keys_and_orbits(as_states(states, self.lattice), self.n_threads)
+        result: NDArray[np.int64] = orbit
+        return result
+
+    def equivalent(self, a: ArrayLike, b: ArrayLike) -> NDArray[np.bool_]:
+        """(n,) bool: whether row i of ``a`` is equivalent to row i of ``b``."""
+        ka, kb = self.keys(a), self.keys(b)
+        if ka.shape != kb.shape:
+            raise ValueError(f"a has {ka.shape[0]} rows but b has {kb.shape[0]}")
+        result: NDArray[np.bool_] = (ka == kb).all(axis=1)
+        return result
+
+    def from_keys(self, keys: ArrayLike) -> NDArray[np.uint8]:
+        """Canonical placements encoded by keys."""
+        k = np.ascontiguousarray(np.asarray(keys, dtype=np.uint8))
+        if k.ndim == 1:
+            k = k[None, :]
+        out: NDArray[np.uint8] = self.core.unpack_keys(k)
+        return out
+
+    def apply(self, states: ArrayLike, operations: ArrayLike) -> NDArray[np.uint8]:
+        """Row i transformed by group element ``operations[i]`` (a scalar applies to every row)."""
+        x = as_states(states, self.lattice)
+        ops = np.broadcast_to(np.asarray(operations, dtype=np.int64), (x.shape[0],))
+        out: NDArray[np.uint8] = self.core.apply(x, np.ascontiguousarray(ops))
+        return out
+
+    def random_images(self, states: ArrayLike, seed: int) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+        """Each row transformed by a uniformly random group element: (images, operations)."""
+        images, ops = _core.random_images(self.core, as_states(states, self.lattice), _seed(seed),
+                                          self.n_threads)
+        return images, ops
+
+    def dedupe(self, states: ArrayLike) -> DedupeResult:
+        """Distinct classes of a batch with their counts."""
+        res = self.canonicalize(states)
+        store = _core.KeySet(self.key_bytes)
+        inverse, is_new = store.insert(res.keys)
+        first = np.flatnonzero(is_new)
+        return DedupeResult(res.canonical[first], res.keys[first], store.counts(),
+                            res.orbit_size[first], first.astype(np.int64), inverse)
+
+    def enumerate(self, counts: dict[str, int] | Sequence[int]) -> Enumeration:
+        """Every distinct placement of a defect multiset, e.g. ``{"S->V": 3}``, with orbit sizes."""
+        vec = counts_vector(counts, self.lattice)
+        states, orbit = _core.enumerate_distinct(self.core, vec, self.n_threads)
+        return Enumeration(states, orbit)
+
+    def sample(self, counts: dict[str, int] | Sequence[int], n: int, seed: int) -> NDArray[np.uint8]:
+        """``n`` placements drawn uniformly from all placements of a defect multiset."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        vec = counts_vector(counts, self.lattice)
+        out: NDArray[np.uint8] = _core.sample_uniform(self.core, vec, int(n), _seed(seed), self.n_threads)
+        return out
+
+    def negatives(
+        self,
+        states: ArrayLike,
+        seed: int,
+        hard_fraction: float = 0.5,
+        n_neighbors: int = 6,
+        max_tries: int = 32,
+    ) -> tuple[NDArray[np.uint8], NDArray[np.int8]]:
+        """A verified-inequivalent placement of the same composition for every row.
+
+        Returns ``(negatives, kind)`` with kind 1 for a hard negative (one defect moved to one of
+        its ``n_neighbors`` nearest same-sublattice sites), 0 for a uniform random one, and -1
+        where none exists (the composition has a single class; the row is copied).
+        """
+        if max_tries < 1:
+            raise ValueError(f"max_tries must be >= 1, got {max_tries}")
+        x = as_states(states, self.lattice)
+        nb = self.lattice.neighbors(n_neighbors).copy()
+        neg, kind = _core.negatives(self.core, x, nb, float(hard_fraction), int(max_tries),
+                                    _seed(seed), self.n_threads)
+        return neg, kind
+
+
+def _seed(seed: int) -> int:
+    s = int(seed)
+    if not 0 <= s < 2**64:
+        raise ValueError(f"seed must lie in [0, 2**64), got {seed}")
+    return s
+
+
+def burnside_count(lattice: Lattice, counts: dict[str, int] | Sequence[int],
+                   subgroup: str = "full") -> int:
+    """Number of distinct placements of a defect multiset by Burnside's lemma (pure numpy).
+
+    Averages, over all group elements, the number of placements each one fixes: a fixed placement
+    is constant on every cycle of the element, so it is counted with a generating function over
+    the cycles. Independent of the C++ canonicalizer, hence a check on it.
+    """
+    vec = counts_vector(counts, lattice)
+    target = tuple(int(c) for c in vec[1:])
+    perms = lattice.symmetry(subgroup).permutations
+    kinds_of_type = [[k.code for k in lattice.kinds if lattice.kind_site_type[k.code - 1] == t]
+                     for t in range(len(lattice.host_types))]
+    total = 0
+    for perm in perms:
+        seen = np.zeros(lattice.n_sites, dtype=bool)
+        poly: dict[tuple[int, ...], int] = {tuple([0] * lattice.n_kinds): 1}
+        for s in range(lattice.n_sites):
+            if seen[s]:
+                continue
+            length = 0
+            t = s
+            while not seen[t]:
+                seen[t] = True
+                t = int(perm[t])
+                length += 1
+            new: dict[tuple[int, ...], int] = {}
+            for mono, coef in poly.items():
+                new[mono] = new.get(mono, 0) + coef  # cycle keeps host atoms
+                for code in kinds_of_type[int(lattice.site_types[s])]:
+                    m = list(mono)
+                    m[code - 1] += length
+                    if m[code - 1] <= target[code - 1]:
+                        key = tuple(m)
+                        new[key] = new.get(key, 0) + coef
+            poly = new
+        total += poly.get(target, 0)
+    order = perms.shape[0]
+    if total % order:
+        raise ArithmeticError("Burnside sum not divisible by the group order")
+    return total // order
+
+
+def brute_force_keys(lattice: Lattice, states: ArrayLike, subgroup: str = "full") -> list[bytes]:
+    """Lexicographically smallest image over the whole group, in plain numpy (slow reference).
+
+    Two placements are equivalent iff their brute-force keys are equal; the C++ keys must induce
+    the same partition.
+    """
+    x = as_states(states, lattice)
+    perms = lattice.symmetry(subgroup).permutations
+    inv = np.argsort(perms, axis=1)  # (g.x)[s] = x[g^-1(s)]
+    out = []
+    for row in x:
+        images = row[inv]  # (order, n_sites)
+        order = np.lexsort(images.T[::-1])
+        out.append(images[order[0]].tobytes())
+    return out

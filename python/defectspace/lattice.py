@@ -1,0 +1,531 @@
+"""Supercells of 2D crystals: sites, host species, allowed defects and symmetry groups."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from defectspace import _core
+
+if TYPE_CHECKING:
+    import ase
+
+VACANCY = "V"
+"""Species name of a vacancy in defect kinds and 2DMD strings."""
+
+SUBGROUPS = ("full", "translations", "no_horizontal_mirror")
+"""Named subgroups accepted by :meth:`Lattice.symmetry`."""
+
+
+@dataclass(frozen=True)
+class DefectKind:
+    """One kind of point defect: a host species replaced by another species or a vacancy."""
+
+    code: int
+    """Code of this kind in dense placement arrays (1..n_kinds; 0 is the host atom)."""
+    host: str
+    """Element of the site the defect sits on, e.g. ``"S"``."""
+    species: str
+    """Element that replaces the host, or ``"V"`` for a vacancy."""
+
+    @property
+    def is_vacancy(self) -> bool:
+        """Whether the defect removes the host atom."""
+        return self.species == VACANCY
+
+    @property
+    def label(self) -> str:
+        """2DMD-style label, e.g. ``"S->V"``."""
+        return f"{self.host}->{self.species}"
+
+
+@dataclass(frozen=True)
+class PointOperation:
+    """A symmetry operation of the unit cell found by spglib (fractional coordinates)."""
+
+    rotation: NDArray[np.int32]
+    """(3, 3) int32 rotation acting on fractional column vectors."""
+    translation: NDArray[np.float64]
+    """(3,) fractional translation."""
+
+    @property
+    def flips_z(self) -> bool:
+        """Whether the operation maps the top of the layer to the bottom (horizontal mirror class)."""
+        return bool(self.rotation[2, 2] == -1)
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether the rotation is the identity (a pure translation)."""
+        return bool(np.array_equal(self.rotation, np.eye(3, dtype=np.int32)))
+
+
+@dataclass(frozen=True)
+class SymmetryGroup:
+    """The symmetry group of a supercell as site permutations, built and checked by the C++ core.
+
+    Element ``g = k * (n1 * n2) + a * n2 + b`` is point operation ``k`` followed by the lattice
+    translation ``(a, b)`` (in unit cells).
+    """
+
+    core: _core.SymmetryGroup
+    """The C++ group object."""
+    point_operations: tuple[PointOperation, ...]
+    """The unit-cell operations the group is built from."""
+    supercell: tuple[int, int]
+    """Supercell size (n1, n2)."""
+    name: str
+    """``"full"``, ``"translations"``, ``"no_horizontal_mirror"`` or ``"custom"``."""
+
+    @property
+    def order(self) -> int:
+        """Number of elements (8x8 MoS2, full group: 12 * 64 = 768)."""
+        return int(self.core.order)
+
+    @property
+    def n_sites(self) -> int:
+        """Number of sites the group permutes."""
+        return int(self.core.n_sites)
+
+    @functools.cached_property
+    def permutations(self) -> NDArray[np.int32]:
+        """(order, n_sites) int32: ``permutations[g, s]`` is the image of site ``s`` under ``g``."""
+        perms: NDArray[np.int32] = self.core.permutations()
+        perms.setflags(write=False)
+        return perms
+
+
+@dataclass(frozen=True)
+class _Preset:
+    a: float
+    c: float
+    metal: str
+    chalcogen: str
+    z_metal: float
+    z_bottom: float
+    z_top: float
+    substituents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+# 2H transition-metal dichalcogenides. MoS2 is 2DMD's cell exactly (README of the 2DMD data);
+# the others use experimental in-plane constants with the same vacuum and the same c-fractions
+# scaled from their layer thickness.
+_PRESETS: dict[str, _Preset] = {
+    "MoS2": _Preset(3.1903157, 14.879004, "Mo", "S", 0.25, 0.144826, 0.355174,
+                    {"Mo": ("V", "W"), "S": ("V", "Se")}),
+    "WSe2": _Preset(3.3197, 15.5, "W", "Se", 0.25, 0.14, 0.36,
+                    {"W": ("V", "Mo"), "Se": ("V", "S")}),
+    "MoSe2": _Preset(3.3209, 15.5, "Mo", "Se", 0.25, 0.14, 0.36,
+                     {"Mo": ("V", "W"), "Se": ("V", "S")}),
+    "WS2": _Preset(3.1824, 14.879004, "W", "S", 0.25, 0.144826, 0.355174,
+                   {"W": ("V", "Mo"), "S": ("V", "Se")}),
+}
+
+PRESETS = tuple(_PRESETS)
+"""Names accepted by :meth:`Lattice.preset`."""
+
+
+def parse_supercell(value: str | Sequence[int]) -> tuple[int, int]:
+    """Parses ``"8x8"`` or ``(8, 8)`` into a pair of positive ints."""
+    if isinstance(value, str):
+        parts = value.lower().replace("*", "x").split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"supercell must look like '8x8', got {value!r}")
+        n1, n2 = (int(p) for p in parts)
+    else:
+        seq = tuple(value)
+        if len(seq) != 2:
+            raise ValueError(f"supercell must have two sizes, got {value!r}")
+        n1, n2 = (int(v) for v in seq)
+    if n1 < 1 or n2 < 1:
+        raise ValueError(f"supercell sizes must be positive, got {n1}x{n2}")
+    return n1, n2
+
+
+class Lattice:
+    """An n1 x n2 supercell of a 2D crystal, with the defects each site may hold.
+
+    Sites are numbered ``site = n_basis * (i * n2 + j) + L`` for cell ``(i, j)`` and basis site
+    ``L``: for the MoS2 preset this is exactly 2DMD's numbering (L = 0 Mo, 1 bottom S, 2 top S).
+
+    Args:
+        cell: (3, 3) unit-cell vectors as rows, in angstrom; the third is the out-of-plane axis.
+        basis: (n_basis, 3) fractional coordinates of the basis sites in the unit cell.
+        species: element of each basis site.
+        supercell: (n1, n2) or ``"n1xn2"``.
+        defects: for each host element, the species that may replace it (``"V"`` = vacancy).
+        name: a label for messages and files.
+        symprec: spglib's tolerance in angstrom.
+    """
+
+    def __init__(
+        self,
+        cell: ArrayLike,
+        basis: ArrayLike,
+        species: Sequence[str],
+        supercell: str | Sequence[int] = (1, 1),
+        defects: Mapping[str, Sequence[str]] | None = None,
+        name: str = "custom",
+        symprec: float = 1e-3,
+    ) -> None:
+        cell_arr = np.asarray(cell, dtype=np.float64)
+        if cell_arr.shape != (3, 3):
+            raise ValueError(f"cell must have shape (3, 3), got {cell_arr.shape}")
+        if abs(np.linalg.det(cell_arr)) < 1e-8:
+            raise ValueError("cell vectors are linearly dependent")
+        if abs(cell_arr[0, 2]) > 1e-6 or abs(cell_arr[1, 2]) > 1e-6:
+            raise ValueError("the first two cell vectors must lie in the xy plane (the layer)")
+        basis_arr = np.asarray(basis, dtype=np.float64)
+        if basis_arr.ndim != 2 or basis_arr.shape[1] != 3 or basis_arr.shape[0] == 0:
+            raise ValueError(f"basis must have shape (n_basis, 3), got {basis_arr.shape}")
+        species_t = tuple(str(s) for s in species)
+        if len(species_t) != basis_arr.shape[0]:
+            raise ValueError(
+                f"species has {len(species_t)} entries but basis has {basis_arr.shape[0]} sites"
+            )
+        self.name = name
+        self.cell = cell_arr
+        self.basis = basis_arr
+        self.basis_species = species_t
+        self.supercell = parse_supercell(supercell)
+        self.symprec = float(symprec)
+        hosts = sorted(set(species_t), key=species_t.index)
+        defects = dict(defects or {})
+        for host in defects:
+            if host not in hosts:
+                raise ValueError(f"defects given for {host!r}, which is not in the basis {hosts}")
+        kinds: list[DefectKind] = []
+        for host in hosts:
+            for sp in defects.get(host, ()):
+                if sp == host:
+                    raise ValueError(f"a {host} site cannot be 'substituted' by {host}")
+                if any(k.host == host and k.species == sp for k in kinds):
+                    raise ValueError(f"defect {host}->{sp} listed twice")
+                kinds.append(DefectKind(len(kinds) + 1, host, sp))
+        if len(kinds) > 255:
+            raise ValueError(f"at most 255 defect kinds are supported, got {len(kinds)}")
+        self.kinds: tuple[DefectKind, ...] = tuple(kinds)
+        self.host_types: tuple[str, ...] = tuple(hosts)
+        self._basis_types = np.array([hosts.index(s) for s in species_t], dtype=np.int32)
+
+    # ----------------------------------------------------------------- constructors
+    @classmethod
+    def preset(cls, name: str, supercell: str | Sequence[int] = (8, 8)) -> Lattice:
+        """A 2H transition-metal dichalcogenide in 2DMD's site order (``MoS2``, ``WSe2``, ...)."""
+        key = {k.lower(): k for k in _PRESETS}.get(name.lower())
+        if key is None:
+            raise ValueError(f"unknown lattice preset {name!r}; known: {', '.join(PRESETS)}")
+        p = _PRESETS[key]
+        cell = [[p.a, 0.0, 0.0], [-p.a / 2, p.a * np.sqrt(3) / 2, 0.0], [0.0, 0.0, p.c]]
+        basis = [[1 / 3, 2 / 3, p.z_metal], [2 / 3, 1 / 3, p.z_bottom], [2 / 3, 1 / 3, p.z_top]]
+        return cls(cell, basis, (p.metal, p.chalcogen, p.chalcogen), supercell,
+                   defects=p.substituents, name=key)
+
+    @classmethod
+    def from_atoms(
+        cls,
+        atoms: ase.Atoms,
+        supercell: str | Sequence[int] = (1, 1),
+        defects: Mapping[str, Sequence[str]] | None = None,
+        name: str | None = None,
+        symprec: float = 1e-3,
+    ) -> Lattice:
+        """A lattice whose unit cell is a pristine ``ase.Atoms`` (third cell vector out of plane)."""
+        return cls(atoms.cell.array, atoms.get_scaled_positions(wrap=True),
+                   atoms.get_chemical_symbols(), supercell, defects,
+                   name or atoms.get_chemical_formula(), symprec)
+
+    @classmethod
+    def from_cif(
+        cls,
+        path: str | Path,
+        supercell: str | Sequence[int] = (1, 1),
+        defects: Mapping[str, Sequence[str]] | None = None,
+        symprec: float = 1e-3,
+    ) -> Lattice:
+        """A lattice from a unit-cell CIF; with no ``defects`` given, every host may be vacant."""
+        import ase.io
+
+        try:
+            atoms = ase.io.read(str(path), format="cif")
+        except Exception as exc:  # ase raises many types for malformed files
+            raise ValueError(f"cannot read unit-cell CIF {path}: {exc}") from exc
+        if defects is None:
+            defects = {s: (VACANCY,) for s in dict.fromkeys(atoms.get_chemical_symbols())}
+        return cls.from_atoms(atoms, supercell, defects, Path(path).stem, symprec)
+
+    def with_supercell(self, supercell: str | Sequence[int]) -> Lattice:
+        """The same crystal and defects on another supercell."""
+        return Lattice(self.cell, self.basis, self.basis_species, supercell,
+                       {h: [k.species for k in self.kinds if k.host == h] for h in self.host_types},
+                       self.name, self.symprec)
+
+    # ----------------------------------------------------------------- sites
+    @property
+    def n_basis(self) -> int:
+        """Sites per unit cell."""
+        return int(self.basis.shape[0])
+
+    @property
+    def n_cells(self) -> int:
+        """Unit cells in the supercell."""
+        return self.supercell[0] * self.supercell[1]
+
+    @property
+    def n_sites(self) -> int:
+        """Sites in the supercell."""
+        return self.n_basis * self.n_cells
+
+    @property
+    def n_kinds(self) -> int:
+        """Number of defect kinds (codes 1..n_kinds)."""
+        return len(self.kinds)
+
+    @functools.cached_property
+    def site_types(self) -> NDArray[np.int32]:
+        """(n_sites,) int32 index into :attr:`host_types` of each site's host element."""
+        return np.tile(self._basis_types, self.n_cells)
+
+    @functools.cached_property
+    def site_species(self) -> tuple[str, ...]:
+        """Host element of every site."""
+        return tuple(self.host_types[t] for t in self.site_types)
+
+    @functools.cached_property
+    def site_cells(self) -> NDArray[np.int64]:
+        """(n_sites, 3) int64: cell i, cell j and basis index L of every site."""
+        n1, n2 = self.supercell
+        s = np.arange(self.n_sites)
+        cell = s // self.n_basis
+        return np.stack([cell // n2, cell % n2, s % self.n_basis], axis=1)
+
+    @functools.cached_property
+    def supercell_cell(self) -> NDArray[np.float64]:
+        """(3, 3) supercell vectors as rows, in angstrom."""
+        n1, n2 = self.supercell
+        return self.cell * np.array([[n1], [n2], [1]], dtype=np.float64)
+
+    @functools.cached_property
+    def fractional_positions(self) -> NDArray[np.float64]:
+        """(n_sites, 3) fractional coordinates in the supercell."""
+        n1, n2 = self.supercell
+        ijl = self.site_cells
+        frac = self.basis[ijl[:, 2]].copy()
+        frac[:, 0] = (frac[:, 0] + ijl[:, 0]) / n1
+        frac[:, 1] = (frac[:, 1] + ijl[:, 1]) / n2
+        return frac
+
+    @functools.cached_property
+    def positions(self) -> NDArray[np.float64]:
+        """(n_sites, 3) cartesian positions in angstrom."""
+        pos: NDArray[np.float64] = self.fractional_positions @ self.supercell_cell
+        return pos
+
+    @functools.cached_property
+    def kind_site_type(self) -> NDArray[np.int32]:
+        """(n_kinds,) int32 host type of each defect kind."""
+        return np.array([self.host_types.index(k.host) for k in self.kinds], dtype=np.int32)
+
+    def kind(self, host: str, species: str) -> DefectKind:
+        """The defect kind replacing ``host`` by ``species`` (``"V"`` for a vacancy)."""
+        for k in self.kinds:
+            if k.host == host and k.species == species:
+                return k
+        allowed = [k.label for k in self.kinds]
+        raise ValueError(f"{self.name} has no defect {host}->{species}; allowed: {allowed}")
+
+    def allowed_codes(self, site: int) -> tuple[int, ...]:
+        """Codes (0 = host) that ``site`` may hold."""
+        t = int(self.site_types[site])
+        return (0, *(k.code for k in self.kinds if self.kind_site_type[k.code - 1] == t))
+
+    def minimum_image_distances(self, sites: ArrayLike | None = None) -> NDArray[np.float64]:
+        """(n, n_sites) in-plane periodic (minimum-image) distances in angstrom, with z."""
+        idx = np.arange(self.n_sites) if sites is None else np.asarray(sites, dtype=np.int64)
+        frac = self.fractional_positions
+        d = frac[idx, None, :] - frac[None, :, :]
+        d[..., :2] -= np.round(d[..., :2])
+        cart = d @ self.supercell_cell
+        dist: NDArray[np.float64] = np.linalg.norm(cart, axis=-1)
+        return dist
+
+    def neighbors(self, k: int = 6) -> NDArray[np.int32]:
+        """(n_sites, k) int32: the k nearest sites of the same host type (periodic), nearest first."""
+        return self._neighbors(int(k))
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - lattices are few and long-lived
+    def _neighbors(self, k: int) -> NDArray[np.int32]:
+        if k < 1:
+            raise ValueError(f"k must be positive, got {k}")
+        d = self.minimum_image_distances()
+        same = self.site_types[:, None] == self.site_types[None, :]
+        d = np.where(same, d, np.inf)
+        np.fill_diagonal(d, np.inf)
+        order = np.argsort(d, axis=1, kind="stable")[:, :k]
+        out = order.astype(np.int32)
+        out[np.take_along_axis(d, order, axis=1) == np.inf] = -1
+        out.setflags(write=False)
+        return out
+
+    # ----------------------------------------------------------------- symmetry
+    @functools.cached_property
+    def point_operations(self) -> tuple[PointOperation, ...]:
+        """The unit cell's layer-group operations found by spglib (identity first)."""
+        import spglib
+
+        numbers = [self.host_types.index(s) + 1 for s in self.basis_species]
+        cell = (self.cell, self.basis, numbers)
+        ds = spglib.get_symmetry_layerdataset(cell, aperiodic_dir=2, symprec=self.symprec)
+        if ds is None:
+            raise ValueError(f"spglib found no layer symmetry for {self.name}")
+        ops = [PointOperation(np.asarray(r, dtype=np.int32), np.asarray(t, dtype=np.float64))
+               for r, t in zip(ds.rotations, ds.translations, strict=True)]
+        ops.sort(key=lambda o: not o.is_identity)
+        return tuple(ops)
+
+    @functools.cached_property
+    def layer_group(self) -> int:
+        """Layer-group number from spglib (2H MoS2: 78, p-6m2)."""
+        import spglib
+
+        numbers = [self.host_types.index(s) + 1 for s in self.basis_species]
+        ds = spglib.get_symmetry_layerdataset((self.cell, self.basis, numbers), aperiodic_dir=2,
+                                              symprec=self.symprec)
+        return int(ds.number)
+
+    def _basis_action(self, op: PointOperation) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+        """Basis map and integer cell shifts of one operation."""
+        nb = self.n_basis
+        bmap = np.empty(nb, dtype=np.int32)
+        shifts = np.empty((nb, 2), dtype=np.int32)
+        tol = self.symprec / max(float(np.linalg.norm(self.cell[0])), 1e-12) * 10
+        for L in range(nb):
+            img = op.rotation @ self.basis[L] + op.translation
+            for Lp in range(nb):
+                if self._basis_types[Lp] != self._basis_types[L]:
+                    continue
+                delta = img - self.basis[Lp]
+                frac_inplane = delta[:2] - np.round(delta[:2])
+                dz = delta[2] - np.round(delta[2])
+                if np.all(np.abs(frac_inplane) < tol) and abs(dz) < tol:
+                    bmap[L] = Lp
+                    shifts[L] = np.round(delta[:2]).astype(np.int32)
+                    break
+            else:
+                raise ValueError(f"operation {op.rotation.tolist()} maps basis site {L} to no site")
+        return bmap, shifts
+
+    def symmetry(
+        self, subgroup: str | Callable[[PointOperation], bool] = "full"
+    ) -> SymmetryGroup:
+        """The supercell's symmetry group, or a subgroup of it.
+
+        Args:
+            subgroup: ``"full"``; ``"translations"`` (lattice translations only);
+                ``"no_horizontal_mirror"`` (only operations that keep z, e.g. C3v for 2H MoS2);
+                or a predicate choosing point operations (the C++ core checks closure).
+
+        Point operations that do not map the supercell onto itself (e.g. 3-fold rotations on an
+        8x4 supercell) are left out.
+        """
+        if isinstance(subgroup, str):
+            return self._named_symmetry(subgroup)
+        return self._build_symmetry(subgroup, "custom")
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - lattices are few and long-lived
+    def _named_symmetry(self, subgroup: str) -> SymmetryGroup:
+        predicates: dict[str, Callable[[PointOperation], bool]] = {
+            "full": lambda op: True,
+            "translations": lambda op: op.is_identity,
+            "no_horizontal_mirror": lambda op: not op.flips_z,
+        }
+        if subgroup not in predicates:
+            raise ValueError(f"unknown subgroup {subgroup!r}; known: {', '.join(SUBGROUPS)}")
+        return self._build_symmetry(predicates[subgroup], subgroup)
+
+    def _build_symmetry(self, keep: Callable[[PointOperation], bool], name: str) -> SymmetryGroup:
+        n1, n2 = self.supercell
+        chosen = []
+        for op in self.point_operations:
+            if not keep(op):
+                continue
+            r = op.rotation[:2, :2]
+            if (r[1, 0] * n1) % n2 or (r[0, 1] * n2) % n1:
+                continue  # does not map this supercell onto itself
+            chosen.append(op)
+        if not any(op.is_identity for op in chosen):
+            raise ValueError("the chosen operations must include the identity")
+        rotations = np.array([op.rotation[:2, :2] for op in chosen], dtype=np.int32)
+        actions = [self._basis_action(op) for op in chosen]
+        bmaps = np.array([a[0] for a in actions], dtype=np.int32)
+        shifts = np.array([a[1] for a in actions], dtype=np.int32)
+        core = _core.SymmetryGroup.from_point_operations(
+            rotations, bmaps, shifts, self._basis_types.copy(), n1, n2
+        )
+        return SymmetryGroup(core, tuple(chosen), self.supercell, name)
+
+    def canonicalizer(self, subgroup: str = "full") -> Any:
+        """The C++ canonicalizer of this lattice under a named subgroup (cached)."""
+        return self._canonicalizer(subgroup)
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - lattices are few and long-lived
+    def _canonicalizer(self, subgroup: str) -> _core.Canonicalizer:
+        group = self.symmetry(subgroup)
+        return _core.Canonicalizer(group.core, self.kind_site_type.copy())
+
+    # ----------------------------------------------------------------- misc
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description, enough to rebuild the lattice with :meth:`from_description`."""
+        return {
+            "name": self.name,
+            "cell": self.cell.tolist(),
+            "basis": self.basis.tolist(),
+            "species": list(self.basis_species),
+            "supercell": list(self.supercell),
+            "defects": {h: [k.species for k in self.kinds if k.host == h] for h in self.host_types},
+            "symprec": self.symprec,
+        }
+
+    @classmethod
+    def from_description(cls, d: Mapping[str, Any]) -> Lattice:
+        """Inverse of :meth:`describe`."""
+        try:
+            return cls(d["cell"], d["basis"], d["species"], d["supercell"], d["defects"],
+                       d.get("name", "custom"), d.get("symprec", 1e-3))
+        except KeyError as exc:
+            raise ValueError(f"lattice description lacks {exc}") from exc
+
+    def same_as(self, other: Lattice, atol: float = 1e-6) -> bool:
+        """Whether two lattices have the same cell, sites, defects and supercell."""
+        return (
+            self.supercell == other.supercell
+            and self.basis_species == other.basis_species
+            and self.kinds == other.kinds
+            and np.allclose(self.cell, other.cell, atol=atol)
+            and np.allclose(self.basis, other.basis, atol=atol)
+        )
+
+    def __repr__(self) -> str:
+        n1, n2 = self.supercell
+        kinds = ", ".join(k.label for k in self.kinds)
+        return f"Lattice({self.name} {n1}x{n2}, {self.n_sites} sites, defects: {kinds})"
+
+
+def resolve_lattice(spec: str | Path | Lattice, supercell: str | Sequence[int] = (8, 8)) -> Lattice:
+    """A lattice from a preset name, a unit-cell CIF path, or a Lattice (resized to ``supercell``)."""
+    if isinstance(spec, Lattice):
+        return spec if spec.supercell == parse_supercell(supercell) else spec.with_supercell(supercell)
+    text = str(spec)
+    if text.lower() in {k.lower() for k in _PRESETS}:
+        return Lattice.preset(text, supercell)
+    path = Path(text)
+    if path.suffix.lower() == ".cif":
+        if not path.exists():
+            raise ValueError(f"unit-cell CIF {path} does not exist")
+        return Lattice.from_cif(path, supercell)
+    raise ValueError(f"--lattice must be a preset ({', '.join(PRESETS)}) or a .cif file, got {text!r}")
