@@ -16,10 +16,9 @@ inline std::uint64_t mix64(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// Sorted small arrays of encoded defects are compared lexicographically; above this size the
-// same order is evaluated on bitsets (the set holding the smallest element of the symmetric
-// difference is the smaller one), which avoids sorting.
-constexpr std::size_t kSortedLimit = 24;
+// Environment signatures cost one pair-class look-up per defect and anchor; they pay off only
+// when many anchors would each contribute a coset of candidates.
+constexpr std::size_t kSignatureMinAnchors = 1;
 
 std::string bad_code_message(std::size_t row, std::size_t site, unsigned code, const Canonicalizer& c) {
   std::string msg = "row " + std::to_string(row) + ": site " + std::to_string(site) + " cannot hold defect code " +
@@ -211,7 +210,7 @@ bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::u
   for (std::size_t d = 0; d < nd; ++d)
     if (w.kinds[d] == anchor_kind && G.orbit_rep(w.sites[d]) == m_star) w.anchors.push_back(static_cast<std::uint32_t>(d));
   // 4. Keep only anchors with the smallest invariant environment signature.
-  if (w.anchors.size() > 1) {
+  if (w.anchors.size() > kSignatureMinAnchors) {
     w.signatures.resize(w.anchors.size());
     std::uint64_t best_sig = std::numeric_limits<std::uint64_t>::max();
     for (std::size_t a = 0; a < w.anchors.size(); ++a) {
@@ -229,93 +228,101 @@ bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::u
       if (w.signatures[a] == best_sig) w.anchors[kept++] = w.anchors[a];
     w.anchors.resize(kept);
   }
-  // 5. Minimum image over the candidate elements.
+  // 4b. Second anchor: among the defects paired with a kept anchor, those with the smallest
+  // invariant (kind rank, pair class). A candidate must also bring one of them to the smallest
+  // site t* that the stabilizer of m* can bring it to; this leaves few candidates to compare.
+  w.pairs.clear();
+  if (nd > 1) {
+    std::uint64_t best2 = std::numeric_limits<std::uint64_t>::max();
+    for (const std::uint32_t d : w.anchors)
+      for (std::size_t e = 0; e < nd; ++e) {
+        if (e == d) continue;
+        const std::uint64_t k2 = static_cast<std::uint64_t>(w.rank[w.kinds[e]]) << 32 | G.pair_class(w.sites[d], w.sites[e]);
+        if (k2 < best2) {
+          best2 = k2;
+          w.pairs.clear();
+        }
+        if (k2 == best2) w.pairs.push_back({d, static_cast<std::uint32_t>(e)});
+      }
+  } else {
+    w.pairs.push_back({w.anchors[0], w.anchors[0]});
+  }
+  Site t_star = 0;
+  if (nd > 1) {
+    const auto& pr = w.pairs[0];
+    t_star = G.stab_min(m_star, G.perm(*G.coset_begin(w.sites[pr.first]))[w.sites[pr.second]]);
+  }
+  // 5. Minimum image over the candidate elements. The image of x under g is encoded as the
+  // concatenation, by kind rank, of the sorted image sites of that rank's defects; images are
+  // compared lexicographically segment by segment, so most candidates stop after the anchor's.
+  w.seg_sites.resize(nd);
+  w.seg_start.assign(n_present + 1, 0);
+  for (std::size_t e = 0; e < nd; ++e) ++w.seg_start[w.rank[w.kinds[e]] + 1];
+  for (std::uint32_t r = 0; r < n_present; ++r) w.seg_start[r + 1] += w.seg_start[r];
+  w.fill.assign(w.seg_start.begin(), w.seg_start.end() - 1);
+  for (std::size_t e = 0; e < nd; ++e) w.seg_sites[w.fill[w.rank[w.kinds[e]]]++] = w.sites[e];
+  w.current.resize(nd);
+  w.best.resize(nd);
   std::size_t best_g = 0;
   std::size_t ties = 0;
   bool have_best = false;
-  if (nd <= kSortedLimit) {
-    w.current.resize(nd);
-    w.best.resize(nd);
-    for (const std::uint32_t d : w.anchors) {
-      for (const std::uint32_t* g = G.coset_begin(w.sites[d]); g != G.coset_end(w.sites[d]); ++g) {
-        const Site* p = G.perm(*g);
-        std::uint32_t* cur = w.current.data();
-        for (std::size_t e = 0; e < nd; ++e) {
-          const std::uint32_t v = w.rank[w.kinds[e]] * static_cast<std::uint32_t>(n) + p[w.sites[e]];
-          std::size_t i = e;
-          while (i > 0 && cur[i - 1] > v) {
-            cur[i] = cur[i - 1];
-            --i;
+  for (const auto& pr : w.pairs) {
+    const Site d_site = w.sites[pr.first];
+    const Site e_site = w.sites[pr.second];
+    for (const std::uint32_t* g = G.coset_begin(d_site); g != G.coset_end(d_site); ++g) {
+      if (nd > 1 && G.perm(*g)[e_site] != t_star) continue;
+      const Site* p = G.perm(*g);
+      int cmp = have_best ? 0 : -1;
+      std::uint32_t* cur = w.current.data();
+      for (std::uint32_t r = 0; r < n_present; ++r) {
+        const std::size_t b = w.seg_start[r];
+        const std::size_t e_end = w.seg_start[r + 1];
+        if (e_end - b <= 32) {
+          for (std::size_t e = b; e < e_end; ++e) {
+            const std::uint32_t v = p[w.seg_sites[e]];
+            std::size_t i = e;
+            while (i > b && cur[i - 1] > v) {
+              cur[i] = cur[i - 1];
+              --i;
+            }
+            cur[i] = v;
           }
-          cur[i] = v;
+        } else {
+          for (std::size_t e = b; e < e_end; ++e) cur[e] = p[w.seg_sites[e]];
+          std::sort(cur + b, cur + e_end);
         }
-        int cmp = 0;
-        if (have_best) {
-          for (std::size_t e = 0; e < nd; ++e)
+        if (cmp == 0) {
+          for (std::size_t e = b; e < e_end; ++e)
             if (cur[e] != w.best[e]) {
               cmp = cur[e] < w.best[e] ? -1 : 1;
               break;
             }
-        }
-        if (!have_best || cmp < 0) {
-          std::swap(w.current, w.best);
-          best_g = *g;
-          ties = 1;
-          have_best = true;
-        } else if (cmp == 0) {
-          ++ties;
+          if (cmp > 0) break;
         }
       }
-    }
-  } else {
-    const std::size_t n_words = (static_cast<std::size_t>(n_present) * n + 63) / 64;
-    w.bits_current.assign(n_words, 0);
-    w.bits_best.assign(n_words, 0);
-    for (const std::uint32_t d : w.anchors) {
-      for (const std::uint32_t* g = G.coset_begin(w.sites[d]); g != G.coset_end(w.sites[d]); ++g) {
-        const Site* p = G.perm(*g);
-        std::fill(w.bits_current.begin(), w.bits_current.end(), 0ULL);
-        for (std::size_t e = 0; e < nd; ++e) {
-          const std::size_t v = static_cast<std::size_t>(w.rank[w.kinds[e]]) * n + p[w.sites[e]];
-          w.bits_current[v >> 6] |= 1ULL << (v & 63U);
-        }
-        int cmp = 0;
-        if (have_best) {
-          for (std::size_t i = 0; i < n_words; ++i) {
-            const std::uint64_t diff = w.bits_current[i] ^ w.bits_best[i];
-            if (diff) {
-              const std::uint64_t low = diff & (~diff + 1);
-              cmp = (w.bits_current[i] & low) ? -1 : 1;
-              break;
-            }
-          }
-        }
-        if (!have_best || cmp < 0) {
-          std::swap(w.bits_current, w.bits_best);
-          best_g = *g;
-          ties = 1;
-          have_best = true;
-        } else if (cmp == 0) {
-          ++ties;
-        }
+      if (cmp < 0) {
+        std::swap(w.current, w.best);
+        best_g = *g;
+        ties = 1;
+        have_best = true;
+      } else if (cmp == 0) {
+        ++ties;
       }
     }
   }
-  if (canonical || key) {
-    std::uint8_t* out = canonical;
-    std::uint8_t local[256];
-    std::vector<std::uint8_t> heap;
-    if (!out) {
-      if (n <= sizeof(local)) out = local;
-      else {
-        heap.resize(n);
-        out = heap.data();
-      }
+  const Site* pb = G.perm(best_g);
+  if (canonical) {
+    std::memset(canonical, 0, n);
+    for (std::size_t e = 0; e < nd; ++e) canonical[pb[w.sites[e]]] = w.kinds[e];
+  }
+  if (key) {
+    std::memset(key, 0, key_bytes_);
+    for (std::size_t e = 0; e < nd; ++e) {
+      const std::size_t code = local_code_[w.kinds[e]];
+      const std::size_t bit = static_cast<std::size_t>(pb[w.sites[e]]) * bits_per_site_;
+      for (std::size_t b = 0; b < bits_per_site_; ++b)
+        if (code >> b & 1U) key[(bit + b) >> 3] = static_cast<std::uint8_t>(key[(bit + b) >> 3] | (1U << ((bit + b) & 7U)));
     }
-    std::memset(out, 0, n);
-    const Site* p = G.perm(best_g);
-    for (std::size_t e = 0; e < nd; ++e) out[p[w.sites[e]]] = w.kinds[e];
-    if (key) pack_key(out, key);
   }
   if (orbit) *orbit = static_cast<std::int64_t>(G.order() / ties);
   if (op) *op = static_cast<std::int64_t>(best_g);

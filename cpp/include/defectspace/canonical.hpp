@@ -2,6 +2,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "defectspace/group.hpp"
@@ -26,8 +27,10 @@ class Canonicalizer {
     std::vector<std::uint64_t> signatures;
     std::vector<std::uint32_t> current;
     std::vector<std::uint32_t> best;
-    std::vector<std::uint64_t> bits_current;
-    std::vector<std::uint64_t> bits_best;
+    std::vector<Site> seg_sites;
+    std::vector<std::uint32_t> seg_start;
+    std::vector<std::uint32_t> fill;
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> pairs;
   };
 
   /// kind_site_type: n_kinds host-type ids, one per defect kind (kind k is code k).

@@ -50,6 +50,10 @@ class SymmetryGroup {
   /// Elements g with g(s) == orbit_rep(s); there are order/orbit_length(s) of them.
   const std::uint32_t* coset_begin(std::size_t s) const { return coset_.data() + coset_offset_[s]; }
   const std::uint32_t* coset_end(std::size_t s) const { return coset_.data() + coset_offset_[s + 1]; }
+  /// Smallest image of site t under the stabilizer of orbit representative rep.
+  Site stab_min(std::size_t rep, std::size_t t) const {
+    return stab_min_[static_cast<std::size_t>(rep_index_[rep]) * n_sites_ + t];
+  }
   /// Invariant id of the ordered site pair (s, t): equal for (s, t) and (g s, g t) for all g.
   std::uint32_t pair_class(std::size_t s, std::size_t t) const;
 
