@@ -130,6 +130,16 @@ PRESETS = tuple(_PRESETS)
 """Names accepted by :meth:`Lattice.preset`."""
 
 
+def _spglib() -> Any:
+    """spglib with exceptions on errors (its old None-returning mode is deprecated)."""
+    import spglib
+    import spglib.error
+
+    if hasattr(spglib.error, "OLD_ERROR_HANDLING"):
+        spglib.error.OLD_ERROR_HANDLING = False
+    return spglib
+
+
 def parse_supercell(value: str | Sequence[int]) -> tuple[int, int]:
     """Parses ``"8x8"`` or ``(8, 8)`` into a pair of positive ints."""
     if isinstance(value, str):
@@ -376,13 +386,13 @@ class Lattice:
     @functools.cached_property
     def point_operations(self) -> tuple[PointOperation, ...]:
         """The unit cell's layer-group operations found by spglib (identity first)."""
-        import spglib
-
+        spglib = _spglib()
         numbers = [self.host_types.index(s) + 1 for s in self.basis_species]
         cell = (self.cell, self.basis, numbers)
-        ds = spglib.get_symmetry_layerdataset(cell, aperiodic_dir=2, symprec=self.symprec)
-        if ds is None:
-            raise ValueError(f"spglib found no layer symmetry for {self.name}")
+        try:
+            ds = spglib.get_symmetry_layerdataset(cell, aperiodic_dir=2, symprec=self.symprec)
+        except Exception as exc:  # spglib.error.SpglibError
+            raise ValueError(f"spglib found no layer symmetry for {self.name}: {exc}") from exc
         ops = [PointOperation(np.asarray(r, dtype=np.int32), np.asarray(t, dtype=np.float64))
                for r, t in zip(ds.rotations, ds.translations, strict=True)]
         ops.sort(key=lambda o: not o.is_identity)
@@ -391,8 +401,7 @@ class Lattice:
     @functools.cached_property
     def layer_group(self) -> int:
         """Layer-group number from spglib (2H MoS2: 78, p-6m2)."""
-        import spglib
-
+        spglib = _spglib()
         numbers = [self.host_types.index(s) + 1 for s in self.basis_species]
         ds = spglib.get_symmetry_layerdataset((self.cell, self.basis, numbers), aperiodic_dir=2,
                                               symprec=self.symprec)

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from defectspace import Lattice
+from defectspace.lattice import resolve_lattice
+
+
+def test_mos2_preset_matches_2dmd_numbering() -> None:
+    lat = Lattice.preset("MoS2", (8, 8))
+    assert lat.n_sites == 192
+    frac = lat.fractional_positions
+    for i, j in [(0, 0), (3, 5), (7, 7)]:
+        k = 3 * (8 * i + j)
+        np.testing.assert_allclose(frac[k], [(1 / 3 + i) / 8, (2 / 3 + j) / 8, 0.25], atol=1e-12)
+        np.testing.assert_allclose(frac[k + 1], [(2 / 3 + i) / 8, (1 / 3 + j) / 8, 0.144826])
+        np.testing.assert_allclose(frac[k + 2], [(2 / 3 + i) / 8, (1 / 3 + j) / 8, 0.355174])
+    assert lat.site_species[:3] == ("Mo", "S", "S")
+    assert [k.label for k in lat.kinds] == ["Mo->V", "Mo->W", "S->V", "S->Se"]
+
+
+def test_spglib_finds_layer_group_78_with_12_operations() -> None:
+    lat = Lattice.preset("MoS2", (8, 8))
+    assert lat.layer_group == 78
+    assert len(lat.point_operations) == 12
+    assert lat.point_operations[0].is_identity
+
+
+@pytest.mark.parametrize(("subgroup", "order"), [("full", 768), ("translations", 64),
+                                                  ("no_horizontal_mirror", 384)])
+def test_group_orders(subgroup: str, order: int) -> None:
+    g = Lattice.preset("MoS2", (8, 8)).symmetry(subgroup)
+    assert g.order == order
+    perms = g.permutations
+    assert perms.shape == (order, 192)
+    # every element is a bijection preserving the host species
+    assert (np.sort(perms, axis=1) == np.arange(192)).all()
+    types = Lattice.preset("MoS2", (8, 8)).site_types
+    assert (types[perms] == types).all()
+
+
+def test_group_is_closed_and_has_inverses() -> None:
+    g = Lattice.preset("MoS2", (4, 4)).symmetry()
+    perms = g.permutations
+    rows = {p.tobytes() for p in perms}
+    rng = np.random.default_rng(1)
+    for a, b in rng.integers(0, g.order, size=(200, 2)):
+        assert perms[a][perms[b]].tobytes() in rows
+        c = g.core.compose(int(a), int(b))
+        np.testing.assert_array_equal(perms[c], perms[a][perms[b]])
+    for e in range(g.order):
+        inv = g.core.inverse(e)
+        np.testing.assert_array_equal(perms[e][perms[inv]], np.arange(g.n_sites))
+
+
+def test_rectangular_supercell_drops_incompatible_rotations() -> None:
+    g = Lattice.preset("MoS2", (4, 2)).symmetry()
+    # 3-fold rotations do not map a 4x2 supercell onto itself; the rest form a group
+    assert g.order < 12 * 8
+    assert g.order % 8 == 0
+    assert all(op.rotation[0, 1] * 2 % 4 == 0 for op in g.point_operations)
+
+
+def test_non_group_subset_is_refused() -> None:
+    lat = Lattice.preset("MoS2", (4, 4))
+    ops = lat.point_operations
+    chosen = {id(ops[0]), id(ops[2])}  # identity and a 3-fold rotation without its square
+    rot3 = ops[2]
+    assert not rot3.is_identity
+    with pytest.raises(ValueError, match="group"):
+        lat.symmetry(lambda op: id(op) in chosen)
+
+
+def test_custom_subgroup_translations_and_identity() -> None:
+    lat = Lattice.preset("MoS2", (4, 4))
+    g = lat.symmetry(lambda op: op.is_identity)
+    assert g.order == 16
+
+
+def test_from_permutations_checks_closure() -> None:
+    from defectspace import _core
+
+    types = np.zeros(4, dtype=np.int32)
+    ident = np.arange(4, dtype=np.int32)
+    swap = np.array([1, 0, 2, 3], dtype=np.int32)
+    other = np.array([0, 1, 3, 2], dtype=np.int32)
+    g = _core.SymmetryGroup.from_permutations(np.stack([ident, swap]), types)
+    assert g.order == 2
+    with pytest.raises(ValueError, match="not closed"):
+        _core.SymmetryGroup.from_permutations(np.stack([ident, swap, other]), types)
+    with pytest.raises(ValueError, match="identity"):
+        _core.SymmetryGroup.from_permutations(np.stack([swap]), types)
+    with pytest.raises(ValueError, match="maps two sites"):
+        _core.SymmetryGroup.from_permutations(np.array([[0, 0, 1, 2]], dtype=np.int32), types)
+    with pytest.raises(ValueError, match="dtype"):
+        _core.SymmetryGroup.from_permutations(np.stack([ident, swap]).astype(np.int64), types)
+
+
+@pytest.mark.parametrize("name", ["MoS2", "WSe2", "MoSe2", "WS2"])
+def test_presets_have_d3h_symmetry(name: str) -> None:
+    lat = Lattice.preset(name, (3, 3))
+    assert lat.layer_group == 78
+    assert lat.symmetry().order == 12 * 9
+
+
+def test_bad_lattice_input() -> None:
+    with pytest.raises(ValueError, match="unknown lattice preset"):
+        Lattice.preset("graphite")
+    with pytest.raises(ValueError, match="supercell"):
+        Lattice.preset("MoS2", "8by8")
+    with pytest.raises(ValueError, match="positive"):
+        Lattice.preset("MoS2", (0, 8))
+    with pytest.raises(ValueError, match="shape"):
+        Lattice(np.eye(2), [[0, 0, 0]], ["C"])
+    with pytest.raises(ValueError, match="species"):
+        Lattice(np.eye(3), [[0, 0, 0]], ["C", "C"])
+    with pytest.raises(ValueError, match="not in the basis"):
+        Lattice(np.eye(3), [[0, 0, 0]], ["C"], defects={"N": ["V"]})
+    with pytest.raises(ValueError, match="preset"):
+        resolve_lattice("nonsense.txt")
+
+
+def test_description_round_trip_and_cif(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import ase.io
+
+    lat = Lattice.preset("MoS2", (8, 8))
+    again = Lattice.from_description(lat.describe())
+    assert again.same_as(lat)
+    unit = Lattice.preset("MoS2", (1, 1))
+    atoms = __import__("ase").Atoms(symbols=list(unit.site_species), positions=unit.positions,
+                                    cell=unit.supercell_cell, pbc=(True, True, False))
+    path = tmp_path / "mos2.cif"
+    ase.io.write(path, atoms, format="cif")
+    from_cif = resolve_lattice(path, "8x8")
+    assert from_cif.n_sites == 192
+    assert from_cif.symmetry().order == 768
+
+
+def test_neighbors_are_same_sublattice_and_near() -> None:
+    lat = Lattice.preset("MoS2", (8, 8))
+    nb = lat.neighbors(6)
+    assert nb.shape == (192, 6)
+    assert (lat.site_types[nb] == lat.site_types[:, None]).all()
+    d = lat.minimum_image_distances()
+    dist = d[np.arange(192)[:, None], nb]
+    # in-plane neighbours at a; for S also the S across the layer (3.13 A)
+    assert dist.max() == pytest.approx(3.1903157)
+    assert dist.min() == pytest.approx(0.355174 * 14.879004 - 0.144826 * 14.879004)
+    assert (np.diff(dist, axis=1) >= -1e-12).all()
