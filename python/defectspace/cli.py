@@ -1,0 +1,235 @@
+"""The ``defectspace`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_lattice_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lattice", default="MoS2",
+                   help="preset name (MoS2, WSe2, MoSe2, WS2) or a unit-cell CIF (default: MoS2)")
+    p.add_argument("--supercell", default="8x8", help="supercell size n1xn2 (default: 8x8)")
+    p.add_argument("--subgroup", default="full",
+                   choices=["full", "translations", "no_horizontal_mirror"],
+                   help="symmetry group for equivalence (default: full)")
+    p.add_argument("--threads", type=int, default=0, help="threads for the C++ core (0 = all cores)")
+
+
+def _add_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="CSV with columns id,defects (2DMD form), or a CIF, a folder or a "
+                                 "tar of CIFs")
+    p.add_argument("-o", "--output", required=True, help="output CSV")
+    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                   help="bad input rows: stop with an error (default) or skip them, listing each "
+                        "on stderr with its line")
+
+
+def _canonicalizer(args: argparse.Namespace) -> Any:
+    from defectspace.canonical import Canonicalizer
+    from defectspace.lattice import resolve_lattice
+
+    lattice = resolve_lattice(args.lattice, args.supercell)
+    return Canonicalizer(lattice, args.subgroup, n_threads=args.threads)
+
+
+def cmd_canonicalize(args: argparse.Namespace) -> int:
+    """Adds canonical_key, orbit_size and canonical_defects to every input row."""
+    from defectspace.canonical import key_to_string
+    from defectspace.io import read_placements, report_errors, write_csv_atomic
+    from defectspace.placement import format_2dmd
+
+    c = _canonicalizer(args)
+    table = read_placements(args.input, c.lattice, args.on_error)
+    report_errors(table)
+    res = c.canonicalize(table.states)
+    out = table.extra.copy()
+    out["canonical_key"] = key_to_string(res.keys)
+    out["orbit_size"] = res.orbit_size
+    out["canonical_defects"] = format_2dmd(res.canonical, c.lattice)
+    write_csv_atomic(out, args.output)
+    print(f"canonicalized {len(out)} placements ({len(table.errors)} skipped) -> {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_dedupe(args: argparse.Namespace) -> int:
+    """One row per distinct class: key, orbit size, count, first id and canonical defects."""
+    import pandas as pd
+
+    from defectspace.canonical import key_to_string
+    from defectspace.io import read_placements, report_errors, write_csv_atomic
+    from defectspace.placement import format_2dmd
+
+    c = _canonicalizer(args)
+    table = read_placements(args.input, c.lattice, args.on_error)
+    report_errors(table)
+    dd = c.dedupe(table.states)
+    ids = np.asarray(table.ids, dtype=object)
+    out = pd.DataFrame({
+        "canonical_key": key_to_string(dd.keys),
+        "orbit_size": dd.orbit_size,
+        "count": dd.counts,
+        "first_id": ids[dd.first_row] if len(ids) else np.array([], dtype=object),
+        "canonical_defects": format_2dmd(dd.canonical, c.lattice),
+    })
+    write_csv_atomic(out, args.output)
+    print(f"{len(table.ids)} placements, {len(out)} distinct classes -> {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def _parse_counts(text: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in text.split(","):
+        label, sep, value = item.strip().rpartition("=")
+        if not sep or not value.strip().isdigit():
+            raise ValueError(f"--counts items look like 'S->V=3', got {item.strip()!r}")
+        counts[label.strip()] = counts.get(label.strip(), 0) + int(value)
+    return counts
+
+
+def cmd_enumerate(args: argparse.Namespace) -> int:
+    """Every distinct placement of a defect multiset, with orbit sizes."""
+    import pandas as pd
+
+    from defectspace.canonical import key_to_string
+    from defectspace.io import write_csv_atomic
+    from defectspace.placement import format_2dmd
+
+    c = _canonicalizer(args)
+    t0 = time.perf_counter()
+    e = c.enumerate(_parse_counts(args.counts))
+    dt = time.perf_counter() - t0
+    out = pd.DataFrame({
+        "id": [f"class{i}" for i in range(len(e.orbit_size))],
+        "defects": format_2dmd(e.canonical, c.lattice),
+        "canonical_key": key_to_string(c.keys(e.canonical)),
+        "orbit_size": e.orbit_size,
+    })
+    write_csv_atomic(out, args.output)
+    print(f"{len(out)} distinct classes covering {int(e.orbit_size.sum())} placements "
+          f"in {dt:.3f} s -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Uniformly random placements of a defect multiset."""
+    import pandas as pd
+
+    from defectspace.io import write_csv_atomic
+    from defectspace.placement import format_2dmd
+
+    c = _canonicalizer(args)
+    if args.n < 0:
+        raise ValueError(f"-n must be >= 0, got {args.n}")
+    x = c.sample(_parse_counts(args.counts), args.n, args.seed)
+    out = pd.DataFrame({"id": [f"sample{i}" for i in range(args.n)],
+                        "defects": format_2dmd(x, c.lattice)})
+    write_csv_atomic(out, args.output)
+    print(f"{args.n} placements -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    from defectspace import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="defectspace",
+        description="Symmetry-aware keys, embeddings and property predictions for defect "
+                    "configurations in 2D crystals.",
+    )
+    parser.add_argument("--version", action="version", version=f"defectspace {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("canonicalize", help="canonical key and orbit size of every placement")
+    _add_input_args(p)
+    _add_lattice_args(p)
+    p.set_defaults(handler=cmd_canonicalize)
+
+    p = sub.add_parser("dedupe", help="one row per symmetry-distinct class, with counts")
+    _add_input_args(p)
+    _add_lattice_args(p)
+    p.set_defaults(handler=cmd_dedupe)
+
+    p = sub.add_parser("enumerate", help="all distinct placements of a defect multiset")
+    p.add_argument("--counts", required=True, help="defect multiset, e.g. 'S->V=3' or "
+                                                   "'Mo->W=1,S->V=2'")
+    p.add_argument("-o", "--output", required=True, help="output CSV")
+    _add_lattice_args(p)
+    p.set_defaults(handler=cmd_enumerate)
+
+    p = sub.add_parser("sample", help="uniformly random placements of a defect multiset")
+    p.add_argument("--counts", required=True, help="defect multiset, e.g. 'S->V=3'")
+    p.add_argument("-n", type=int, required=True, help="number of placements")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("-o", "--output", required=True, help="output CSV")
+    _add_lattice_args(p)
+    p.set_defaults(handler=cmd_sample)
+
+    for register in _optional_commands():
+        register(sub)
+    return parser
+
+
+def _optional_commands() -> list[Callable[[Any], None]]:
+    """Sub-commands of modules with heavier dependencies, registered when they import."""
+    registrars: list[Callable[[Any], None]] = []
+    for module, attr in [("defectspace.embedding", "add_embed_parsers"),
+                         ("defectspace.labeling", "add_label_parser"),
+                         ("defectspace.predict", "add_predict_parsers"),
+                         ("defectspace.screening", "add_screen_parser")]:
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("defectspace"):
+                continue  # that part of the package is not there
+            registrars.append(_missing_dependency(module, attr, exc))
+            continue
+        fn = getattr(mod, attr, None)
+        if fn is not None:
+            registrars.append(fn)
+    return registrars
+
+
+def _missing_dependency(module: str, attr: str, exc: ModuleNotFoundError) -> Callable[[Any], None]:
+    names = {"defectspace.embedding": ["train-embedder", "embed", "plot-embeddings"],
+             "defectspace.labeling": ["label"], "defectspace.predict": ["predict"],
+             "defectspace.screening": ["screen"]}[module]
+
+    def register(sub: Any) -> None:
+        for name in names:
+            p = sub.add_parser(name, help=f"(needs {exc.name}: pip install {exc.name})")
+            p.set_defaults(handler=lambda args: _fail(f"{name} needs the {exc.name} package"))
+    return register
+
+
+def _fail(message: str) -> int:
+    print(f"defectspace: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit code (2 for bad input, with a one-line message)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("defectspace: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
