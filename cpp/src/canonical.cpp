@@ -1,5 +1,7 @@
 #include "defectspace/canonical.hpp"
 
+#include "defectspace/bits.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -18,7 +20,7 @@ inline std::uint64_t mix64(std::uint64_t z) {
 
 // Environment signatures cost one pair-class look-up per defect and anchor; they pay off only
 // when many anchors would each contribute a coset of candidates.
-constexpr std::size_t kSignatureMinAnchors = 1;
+constexpr std::size_t kSignatureMinAnchors = 3;
 
 std::string bad_code_message(std::size_t row, std::size_t site, unsigned code, const Canonicalizer& c) {
   std::string msg = "row " + std::to_string(row) + ": site " + std::to_string(site) + " cannot hold defect code " +
@@ -156,10 +158,11 @@ bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::u
   for (; s + 8 <= n; s += 8) {
     std::uint64_t word;
     std::memcpy(&word, x + s, 8);
-    if (word == 0) continue;
-    for (std::size_t u = s; u < s + 8; ++u) {
+    while (word != 0) {
+      const unsigned bit = ctz64(word) & ~7U;
+      word &= ~(std::uint64_t{0xFF} << bit);
+      const std::size_t u = s + byte_of_bit(bit);
       const std::uint8_t c = x[u];
-      if (c == 0) continue;
       if (c >= stride || !allowed_table_[u * stride + c]) {
         if (bad_site) *bad_site = u;
         return false;
@@ -215,10 +218,11 @@ bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::u
     std::uint64_t best_sig = std::numeric_limits<std::uint64_t>::max();
     for (std::size_t a = 0; a < w.anchors.size(); ++a) {
       const std::size_t d = w.anchors[a];
+      const auto row = G.pair_classes_from(w.sites[d]);
       std::uint64_t sig = 0;
       for (std::size_t e = 0; e < nd; ++e) {
         if (e == d) continue;
-        sig += mix64(static_cast<std::uint64_t>(G.pair_class(w.sites[d], w.sites[e])) * stride + w.kinds[e]);
+        sig += mix64(static_cast<std::uint64_t>(row.of(w.sites[e])) * stride + w.kinds[e]);
       }
       w.signatures[a] = sig;
       best_sig = std::min(best_sig, sig);
@@ -234,16 +238,18 @@ bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::u
   w.pairs.clear();
   if (nd > 1) {
     std::uint64_t best2 = std::numeric_limits<std::uint64_t>::max();
-    for (const std::uint32_t d : w.anchors)
+    for (const std::uint32_t d : w.anchors) {
+      const auto row = G.pair_classes_from(w.sites[d]);
       for (std::size_t e = 0; e < nd; ++e) {
         if (e == d) continue;
-        const std::uint64_t k2 = static_cast<std::uint64_t>(w.rank[w.kinds[e]]) << 32 | G.pair_class(w.sites[d], w.sites[e]);
+        const std::uint64_t k2 = static_cast<std::uint64_t>(w.rank[w.kinds[e]]) << 32 | row.of(w.sites[e]);
         if (k2 < best2) {
           best2 = k2;
           w.pairs.clear();
         }
         if (k2 == best2) w.pairs.push_back({d, static_cast<std::uint32_t>(e)});
       }
+    }
   } else {
     w.pairs.push_back({w.anchors[0], w.anchors[0]});
   }
@@ -317,11 +323,18 @@ bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::u
   }
   if (key) {
     std::memset(key, 0, key_bytes_);
+    if (8 % bits_per_site_ == 0) {  // a site's bits never straddle two bytes
+      for (std::size_t e = 0; e < nd; ++e) {
+        const std::size_t bit = static_cast<std::size_t>(pb[w.sites[e]]) * bits_per_site_;
+        key[bit >> 3] = static_cast<std::uint8_t>(key[bit >> 3] | (local_code_[w.kinds[e]] << (bit & 7U)));
+      }
+    } else {
     for (std::size_t e = 0; e < nd; ++e) {
       const std::size_t code = local_code_[w.kinds[e]];
       const std::size_t bit = static_cast<std::size_t>(pb[w.sites[e]]) * bits_per_site_;
       for (std::size_t b = 0; b < bits_per_site_; ++b)
         if (code >> b & 1U) key[(bit + b) >> 3] = static_cast<std::uint8_t>(key[(bit + b) >> 3] | (1U << ((bit + b) & 7U)));
+    }
     }
   }
   if (orbit) *orbit = static_cast<std::int64_t>(G.order() / ties);

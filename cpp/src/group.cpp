@@ -47,14 +47,6 @@ std::size_t SymmetryGroup::compose(std::size_t a, std::size_t b) const {
   return static_cast<std::size_t>(c);
 }
 
-std::uint32_t SymmetryGroup::pair_class(std::size_t s, std::size_t t) const {
-  const std::uint32_t g = *coset_begin(s);
-  const Site r = orbit_rep_[s];
-  const Site tt = perm(g)[t];
-  const auto ri = static_cast<std::size_t>(rep_index_[r]);
-  return static_cast<std::uint32_t>(ri * n_sites_ + stab_min_[ri * n_sites_ + tt]);
-}
-
 void SymmetryGroup::finalize() {
   // Hash table of all elements, rejecting duplicates.
   std::size_t cap = 16;

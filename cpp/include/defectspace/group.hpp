@@ -55,7 +55,20 @@ class SymmetryGroup {
     return stab_min_[static_cast<std::size_t>(rep_index_[rep]) * n_sites_ + t];
   }
   /// Invariant id of the ordered site pair (s, t): equal for (s, t) and (g s, g t) for all g.
-  std::uint32_t pair_class(std::size_t s, std::size_t t) const;
+  std::uint32_t pair_class(std::size_t s, std::size_t t) const { return pair_classes_from(s).of(t); }
+
+  /// Pair classes (s, t) for a fixed s and many t, with the per-s look-ups done once.
+  struct PairClassRow {
+    const Site* to_rep;     ///< images under an element bringing s to its representative
+    const Site* stab_min;   ///< stabilizer minima of that representative
+    std::uint32_t base;     ///< representative index * n_sites
+    std::uint32_t of(std::size_t t) const { return base + stab_min[to_rep[t]]; }
+  };
+  PairClassRow pair_classes_from(std::size_t s) const {
+    const auto ri = static_cast<std::size_t>(rep_index_[orbit_rep_[s]]);
+    return {perm(coset_[coset_offset_[s]]), stab_min_.data() + ri * n_sites_,
+            static_cast<std::uint32_t>(ri * n_sites_)};
+  }
 
  private:
   SymmetryGroup() = default;

@@ -1,6 +1,8 @@
 #pragma once
 #include <cstdint>
 
+#include "defectspace/bits.hpp"
+
 namespace defectspace {
 
 /// xoshiro256** seeded by splitmix64 from (seed, stream): identical streams on every platform,
@@ -25,18 +27,13 @@ class Rng {
   }
   /// Uniform integer in [0, bound), bound > 0 (Lemire's unbiased multiply-shift).
   std::uint64_t below(std::uint64_t bound) {
-    std::uint64_t x = next();
-    __uint128_t m = static_cast<__uint128_t>(x) * bound;
-    auto low = static_cast<std::uint64_t>(m);
+    std::uint64_t low;
+    std::uint64_t high = mul_high(next(), bound, &low);
     if (low < bound) {
       const std::uint64_t threshold = (0 - bound) % bound;
-      while (low < threshold) {
-        x = next();
-        m = static_cast<__uint128_t>(x) * bound;
-        low = static_cast<std::uint64_t>(m);
-      }
+      while (low < threshold) high = mul_high(next(), bound, &low);
     }
-    return static_cast<std::uint64_t>(m >> 64);
+    return high;
   }
   /// Uniform double in [0, 1).
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
