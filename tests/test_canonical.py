@@ -335,3 +335,40 @@ def test_skip_message_without_data(monkeypatch: pytest.MonkeyPatch, tmp_path) ->
     monkeypatch.setattr(conftest, "DATA_2DMD", tmp_path)
     with pytest.raises(pytest.skip.Exception, match="2DMD data not found"):
         require_2dmd()
+
+
+def test_sparse_input_matches_dense_and_refuses_bad_rows() -> None:
+    c = canon()
+    X = np.concatenate([c.sample({"S->V": 2, "Mo->W": 1}, 300, seed=1),
+                        c.sample({"S->V": 30, "S->Se": 20, "Mo->V": 5, "Mo->W": 5}, 300, seed=2),
+                        np.zeros((2, 192), dtype=np.uint8)])
+    r, s = np.nonzero(X)
+    offsets = np.concatenate([[0], np.cumsum(np.count_nonzero(X, axis=1))])
+    keys, orbit, op = c.canonicalize_sparse(s, X[r, s], offsets)
+    dense = c.canonicalize(X)
+    np.testing.assert_array_equal(keys, dense.keys)
+    np.testing.assert_array_equal(orbit, dense.orbit_size)
+    np.testing.assert_array_equal(c.apply(X, op), dense.canonical)
+    with pytest.raises(ValueError, match="row 1: site 5 is listed twice"):
+        c.canonicalize_sparse([0, 5, 5], [1, 3, 3], [0, 1, 3])
+    with pytest.raises(ValueError, match="row 0: site 400 out of range"):
+        c.canonicalize_sparse([400], [1], [0, 1])
+    with pytest.raises(ValueError, match="cannot hold defect code 1"):
+        c.canonicalize_sparse([1], [1], [0, 1])
+    with pytest.raises(ValueError, match="offsets"):
+        c.canonicalize_sparse([1], [3], [0, 2])
+    empty = c.canonicalize_sparse(np.zeros(0), np.zeros(0), [0])
+    assert empty[0].shape == (0, 48)
+
+
+@pytest.mark.parametrize("n", [12, 16])
+def test_large_supercells_use_translation_views_correctly(n: int) -> None:
+    """Large groups map sites through point rows plus translations; keys must stay invariant."""
+    c = canon((n, n))
+    assert c.group.order == 12 * n * n
+    X = c.sample({"S->V": 6, "Mo->W": 2, "S->Se": 3}, 200, seed=n)
+    images, _ = c.random_images(X, seed=1)
+    np.testing.assert_array_equal(c.keys(images), c.keys(X))
+    res = c.canonicalize(X)
+    np.testing.assert_array_equal(c.apply(X, res.operation), res.canonical)
+    assert (c.group.order % res.orbit_size == 0).all()

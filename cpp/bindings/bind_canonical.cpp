@@ -82,6 +82,31 @@ void bind_canonical(py::module_& m) {
           },
           py::arg("states"), py::arg("n_threads") = 0)
       .def(
+          "canonicalize_sparse",
+          [](const Canonicalizer& c, const py::array& sites, const py::array& codes, const py::array& offsets,
+             std::size_t n_threads) {
+            const auto off = checked<std::int64_t>(offsets, {-1}, "offsets");
+            if (off.shape(0) < 1) throw py::value_error("offsets: needs n_rows + 1 entries, got 0");
+            const auto st = checked<std::int32_t>(sites, {-1}, "sites");
+            const auto cd = checked<std::uint8_t>(codes, {st.shape(0)}, "codes");
+            const auto n = static_cast<std::size_t>(off.shape(0) - 1);
+            if (off.data()[0] != 0 || off.data()[n] != st.shape(0))
+              throw py::value_error("offsets must start at 0 and end at len(sites) = " + std::to_string(st.shape(0)));
+            U8 keys({ssize(n), ssize(c.key_bytes())});
+            I64 orbit(ssize(n));
+            I64 op(ssize(n));
+            {
+              auto* pk = keys.mutable_data();
+              auto* po = orbit.mutable_data();
+              auto* pg = op.mutable_data();
+              py::gil_scoped_release release;
+              c.canonicalize_sparse(st.data(), cd.data(), off.data(), n, pk, po, pg, n_threads);
+            }
+            return py::make_tuple(keys, orbit, op);
+          },
+          py::arg("sites"), py::arg("codes"), py::arg("offsets"), py::arg("n_threads") = 0,
+          "Sparse placements (row r = sites/codes[offsets[r]:offsets[r+1]]): (keys, orbit_size, operation).")
+      .def(
           "apply",
           [](const Canonicalizer& c, const py::array& states, const py::array& ops) {
             const auto x = checked<std::uint8_t>(states, {-1, ssize(c.n_sites())}, "states");

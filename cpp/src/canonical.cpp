@@ -142,18 +142,27 @@ void Canonicalizer::apply(const std::uint8_t* states, const std::int64_t* ops, s
 
 bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::uint8_t* canonical, std::uint8_t* key,
                                      std::int64_t* orbit, std::int64_t* op, std::size_t* bad_site) const {
-  const SymmetryGroup& G = *group_;
-  const std::size_t n = G.n_sites();
-  const std::size_t K = n_kinds();
-  const std::size_t stride = K + 1;
+  if (!extract_dense(x, w, bad_site)) return false;
+  canonicalize_extracted(w, canonical, key, orbit, op);
+  return true;
+}
+
+void Canonicalizer::reset_counts(Workspace& w) const {
+  const std::size_t stride = n_kinds() + 1;
   if (w.counts.size() != stride) {
     w.counts.assign(stride, 0);
     w.rank.assign(stride, 0);
   }
-  // 1. Extract defects, skipping host atoms eight bytes at a time.
   w.sites.clear();
   w.kinds.clear();
   std::fill(w.counts.begin(), w.counts.end(), 0U);
+}
+
+bool Canonicalizer::extract_dense(const std::uint8_t* x, Workspace& w, std::size_t* bad_site) const {
+  const std::size_t n = n_sites();
+  const std::size_t stride = n_kinds() + 1;
+  reset_counts(w);
+  // 1. Extract defects, skipping host atoms eight bytes at a time.
   std::size_t s = 0;
   for (; s + 8 <= n; s += 8) {
     std::uint64_t word;
@@ -183,13 +192,57 @@ bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::u
     w.kinds.push_back(c);
     ++w.counts[c];
   }
+  return true;
+}
+
+bool Canonicalizer::extract_sparse(const std::int32_t* sites, const std::uint8_t* codes, std::size_t count, Workspace& w,
+                                   std::string* error) const {
+  const std::size_t n = n_sites();
+  const std::size_t stride = n_kinds() + 1;
+  reset_counts(w);
+  if (w.seen.size() != n) w.seen.assign(n, 0);
+  bool ok = true;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::int32_t s = sites[i];
+    const std::uint8_t c = codes[i];
+    if (s < 0 || static_cast<std::size_t>(s) >= n) {
+      *error = "site " + std::to_string(s) + " out of range 0.." + std::to_string(n - 1);
+      ok = false;
+      break;
+    }
+    const auto u = static_cast<std::size_t>(s);
+    if (c == 0 || c >= stride || !allowed_table_[u * stride + c]) {
+      *error = "site " + std::to_string(s) + " cannot hold defect code " + std::to_string(c);
+      ok = false;
+      break;
+    }
+    if (w.seen[u]) {
+      *error = "site " + std::to_string(s) + " is listed twice";
+      ok = false;
+      break;
+    }
+    w.seen[u] = 1;
+    w.sites.push_back(static_cast<Site>(u));
+    w.kinds.push_back(c);
+    ++w.counts[c];
+  }
+  for (const Site u : w.sites) w.seen[u] = 0;
+  return ok;
+}
+
+void Canonicalizer::canonicalize_extracted(Workspace& w, std::uint8_t* canonical, std::uint8_t* key,
+                                           std::int64_t* orbit, std::int64_t* op) const {
+  const SymmetryGroup& G = *group_;
+  const std::size_t n = G.n_sites();
+  const std::size_t K = n_kinds();
+  const std::size_t stride = K + 1;
   const std::size_t nd = w.sites.size();
   if (nd == 0) {
     if (canonical) std::memset(canonical, 0, n);
     if (key) std::memset(key, 0, key_bytes_);
     if (orbit) *orbit = 1;
     if (op) *op = static_cast<std::int64_t>(G.identity());
-    return true;
+    return;
   }
   // 2. Rank the present kinds by (count, code): an invariant order; rank 0 is the anchor kind.
   std::uint32_t n_present = 0;
@@ -256,7 +309,7 @@ bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::u
   Site t_star = 0;
   if (nd > 1) {
     const auto& pr = w.pairs[0];
-    t_star = G.stab_min(m_star, G.perm(*G.coset_begin(w.sites[pr.first]))[w.sites[pr.second]]);
+    t_star = G.stab_min(m_star, G.element(*G.coset_begin(w.sites[pr.first]))[w.sites[pr.second]]);
   }
   // 5. Minimum image over the candidate elements. The image of x under g is encoded as the
   // concatenation, by kind rank, of the sorted image sites of that rank's defects; images are
@@ -276,8 +329,8 @@ bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::u
     const Site d_site = w.sites[pr.first];
     const Site e_site = w.sites[pr.second];
     for (const std::uint32_t* g = G.coset_begin(d_site); g != G.coset_end(d_site); ++g) {
-      if (nd > 1 && G.perm(*g)[e_site] != t_star) continue;
-      const Site* p = G.perm(*g);
+      const auto p = G.element(*g);
+      if (nd > 1 && p[e_site] != t_star) continue;
       int cmp = have_best ? 0 : -1;
       std::uint32_t* cur = w.current.data();
       for (std::uint32_t r = 0; r < n_present; ++r) {
@@ -316,7 +369,7 @@ bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::u
       }
     }
   }
-  const Site* pb = G.perm(best_g);
+  const auto pb = G.element(best_g);
   if (canonical) {
     std::memset(canonical, 0, n);
     for (std::size_t e = 0; e < nd; ++e) canonical[pb[w.sites[e]]] = w.kinds[e];
@@ -339,7 +392,6 @@ bool Canonicalizer::canonicalize_row(const std::uint8_t* x, Workspace& w, std::u
   }
   if (orbit) *orbit = static_cast<std::int64_t>(G.order() / ties);
   if (op) *op = static_cast<std::int64_t>(best_g);
-  return true;
 }
 
 void Canonicalizer::canonicalize(const std::uint8_t* states, std::size_t n_rows, std::uint8_t* canonical,
@@ -365,6 +417,34 @@ void Canonicalizer::canonicalize(const std::uint8_t* states, std::size_t n_rows,
   for (std::size_t t = 0; t < threads; ++t)
     if (bad_row[t] != std::numeric_limits<std::size_t>::max())
       throw std::invalid_argument(bad_code_message(bad_row[t], bad_site[t], states[bad_row[t] * n + bad_site[t]], *this));
+}
+
+void Canonicalizer::canonicalize_sparse(const std::int32_t* sites, const std::uint8_t* codes, const std::int64_t* offsets,
+                                        std::size_t n_rows, std::uint8_t* keys, std::int64_t* orbit, std::int64_t* op,
+                                        std::size_t n_threads) const {
+  for (std::size_t r = 0; r < n_rows; ++r)
+    if (offsets[r] < 0 || offsets[r + 1] < offsets[r])
+      throw std::invalid_argument("offsets must start at 0 and not decrease; row " + std::to_string(r) + " spans " +
+                                  std::to_string(offsets[r]) + ".." + std::to_string(offsets[r + 1]));
+  const std::size_t threads = resolve_threads(n_threads, n_rows);
+  std::vector<std::size_t> bad_row(threads, std::numeric_limits<std::size_t>::max());
+  std::vector<std::string> why(threads);
+  parallel_for(n_rows, threads, [&](std::size_t begin, std::size_t end, std::size_t t) {
+    Workspace w;
+    for (std::size_t r = begin; r < end; ++r) {
+      const auto b = static_cast<std::size_t>(offsets[r]);
+      const auto count = static_cast<std::size_t>(offsets[r + 1]) - b;
+      if (!extract_sparse(sites + b, codes + b, count, w, &why[t])) {
+        bad_row[t] = r;
+        return;
+      }
+      canonicalize_extracted(w, nullptr, keys ? keys + r * key_bytes_ : nullptr, orbit ? orbit + r : nullptr,
+                             op ? op + r : nullptr);
+    }
+  });
+  for (std::size_t t = 0; t < threads; ++t)
+    if (bad_row[t] != std::numeric_limits<std::size_t>::max())
+      throw std::invalid_argument("row " + std::to_string(bad_row[t]) + ": " + why[t]);
 }
 
 }  // namespace defectspace

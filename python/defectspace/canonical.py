@@ -127,6 +127,24 @@ class Canonicalizer:
         canonical, keys, orbit, op = self.core.canonicalize(x, self.n_threads)
         return CanonicalResult(canonical, keys, orbit, op)
 
+    def canonicalize_sparse(
+        self, sites: ArrayLike, codes: ArrayLike, offsets: ArrayLike
+    ) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64]]:
+        """Keys, orbit sizes and operations of placements given as defect lists.
+
+        Row ``r`` holds the defects ``sites[offsets[r]:offsets[r+1]]`` with codes
+        ``codes[offsets[r]:offsets[r+1]]`` (``offsets`` has n + 1 entries, starting at 0). The
+        cost per placement depends on its defects only, not on the supercell's size.
+        """
+        s = np.ascontiguousarray(np.asarray(sites), dtype=np.int32)
+        c = np.asarray(codes)
+        if c.size and (c.min() < 0 or c.max() > 255):
+            raise ValueError(f"codes must lie in 1..{self.lattice.n_kinds}")
+        off = np.ascontiguousarray(np.asarray(offsets), dtype=np.int64)
+        keys, orbit, op = self.core.canonicalize_sparse(
+            s, np.ascontiguousarray(c, dtype=np.uint8), off, self.n_threads)
+        return keys, orbit, op
+
     def keys(self, states: ArrayLike) -> NDArray[np.uint8]:
         """(n, key_bytes) uint8 exact keys."""
         keys: NDArray[np.uint8] = self.core.keys(as_states(states, self.lattice), self.n_threads)

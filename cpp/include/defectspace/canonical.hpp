@@ -2,6 +2,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,7 @@ class Canonicalizer {
     std::vector<std::uint32_t> seg_start;
     std::vector<std::uint32_t> fill;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> pairs;
+    std::vector<std::uint8_t> seen;
   };
 
   /// kind_site_type: n_kinds host-type ids, one per defect kind (kind k is code k).
@@ -59,6 +61,22 @@ class Canonicalizer {
   bool canonicalize_row(const std::uint8_t* x, Workspace& w, std::uint8_t* canonical, std::uint8_t* key,
                         std::int64_t* orbit, std::int64_t* op, std::size_t* bad_site = nullptr) const;
 
+  /// Canonicalizes placements given sparsely: row r holds the defects sites[offsets[r]..offsets[r+1])
+  /// with codes codes[...] (offsets has n_rows + 1 entries, offsets[0] == 0). Outputs as for
+  /// canonicalize (no dense canonical form); the cost does not grow with the supercell.
+  void canonicalize_sparse(const std::int32_t* sites, const std::uint8_t* codes, const std::int64_t* offsets,
+                           std::size_t n_rows, std::uint8_t* keys, std::int64_t* orbit, std::int64_t* op,
+                           std::size_t n_threads) const;
+
+  /// Fills w with the defects of a dense row; false (bad_site set) on a code its site cannot hold.
+  bool extract_dense(const std::uint8_t* x, Workspace& w, std::size_t* bad_site) const;
+  /// Fills w with count (site, code) pairs; false with a message on a bad or repeated site.
+  bool extract_sparse(const std::int32_t* sites, const std::uint8_t* codes, std::size_t count, Workspace& w,
+                      std::string* error) const;
+  /// Canonical form of the defects held in w (outputs as for canonicalize_row).
+  void canonicalize_extracted(Workspace& w, std::uint8_t* canonical, std::uint8_t* key, std::int64_t* orbit,
+                              std::int64_t* op) const;
+
   /// Writes the key of an already canonical row.
   void pack_key(const std::uint8_t* canonical, std::uint8_t* key) const;
   /// Inverse of pack_key: n_rows keys to n_rows x n_sites placements; throws on invalid keys.
@@ -69,6 +87,7 @@ class Canonicalizer {
   void validate(const std::uint8_t* states, std::size_t n_rows) const;
 
  private:
+  void reset_counts(Workspace& w) const;
   std::shared_ptr<const SymmetryGroup> group_;
   std::vector<std::int32_t> kind_site_type_;
   std::vector<std::uint8_t> local_code_;       // [kind] -> 1.. within its site type; [0] = 0

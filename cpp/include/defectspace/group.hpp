@@ -57,16 +57,39 @@ class SymmetryGroup {
   /// Invariant id of the ordered site pair (s, t): equal for (s, t) and (g s, g t) for all g.
   std::uint32_t pair_class(std::size_t s, std::size_t t) const { return pair_classes_from(s).of(t); }
 
+  /// A cheap view of element g mapping sites. For a group built from point operations whose
+  /// permutation table would not fit in cache, it is the point operation's row followed by a
+  /// lattice translation computed on the fly, so large supercells touch no large table.
+  struct Element {
+    const Site* row;            ///< the full permutation, or the point operation's row
+    const SymmetryGroup* group; ///< null when row is the full permutation
+    std::uint32_t a, b;         ///< translation in cells, when group is set
+    Site operator[](std::size_t s) const { return group ? group->translate(row[s], a, b) : row[s]; }
+  };
+  /// View of element g.
+  Element element(std::size_t g) const {
+    if (!translation_views_) return {perm(g), nullptr, 0, 0};
+    return {point_rows_.data() + static_cast<std::size_t>(elem_k_[g]) * n_sites_, this, elem_a_[g], elem_b_[g]};
+  }
+  /// Site s moved by a cells along the first and b along the second supercell vector.
+  Site translate(Site s, std::uint32_t a, std::uint32_t b) const {
+    std::uint32_t i = site_i_[s] + a;
+    if (i >= n1_) i -= n1_;
+    std::uint32_t j = site_j_[s] + b;
+    if (j >= n2_) j -= n2_;
+    return static_cast<Site>((i * n2_ + j) * n_basis_ + site_l_[s]);
+  }
+
   /// Pair classes (s, t) for a fixed s and many t, with the per-s look-ups done once.
   struct PairClassRow {
-    const Site* to_rep;     ///< images under an element bringing s to its representative
+    Element to_rep;         ///< an element bringing s to its representative
     const Site* stab_min;   ///< stabilizer minima of that representative
     std::uint32_t base;     ///< representative index * n_sites
     std::uint32_t of(std::size_t t) const { return base + stab_min[to_rep[t]]; }
   };
   PairClassRow pair_classes_from(std::size_t s) const {
     const auto ri = static_cast<std::size_t>(rep_index_[orbit_rep_[s]]);
-    return {perm(coset_[coset_offset_[s]]), stab_min_.data() + ri * n_sites_,
+    return {element(coset_[coset_offset_[s]]), stab_min_.data() + ri * n_sites_,
             static_cast<std::uint32_t>(ri * n_sites_)};
   }
 
@@ -87,6 +110,12 @@ class SymmetryGroup {
   std::vector<std::int32_t> rep_index_;  // orbit-representative site -> dense index, else -1
   std::vector<Site> stab_min_;           // [rep_index * n_sites + t] = min over Stab(rep) of h(t)
   std::vector<std::uint32_t> table_;     // open-addressing hash of perms -> element index + 1
+  // Structure of groups built from point operations: element g = T(elem_a, elem_b) . P_elem_k.
+  bool translation_views_ = false;
+  std::uint32_t n1_ = 0, n2_ = 0, n_basis_ = 0;
+  std::vector<Site> point_rows_;
+  std::vector<std::uint16_t> elem_k_, elem_a_, elem_b_;
+  std::vector<std::uint16_t> site_i_, site_j_, site_l_;
 };
 
 }  // namespace defectspace
