@@ -9,7 +9,6 @@ import functools
 
 import numpy as np
 import pytest
-
 from defectspace import Canonicalizer, Lattice
 from defectspace.canonical import brute_force_keys
 
@@ -22,7 +21,7 @@ WORKLOADS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def batch(name: str, n: int) -> np.ndarray:
     c = Canonicalizer(Lattice.preset("MoS2", (8, 8)))
     return c.sample(WORKLOADS[name], n, seed=0)
@@ -67,5 +66,5 @@ def test_pairs_negatives(benchmark) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = "pairs"
     c = Canonicalizer(Lattice.preset("MoS2", (8, 8)))
     x = batch("10pct", 10_000)
-    neg, kind = benchmark(c.negatives, x, 0)
+    _, kind = benchmark(c.negatives, x, 0)
     assert (kind >= 0).all()

@@ -16,7 +16,6 @@ import resource
 import time
 
 import numpy as np
-
 from defectspace import Canonicalizer, Lattice
 from defectspace.canonical import brute_force_keys
 

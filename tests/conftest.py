@@ -27,7 +27,7 @@ def data_2dmd() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(0)
-    np.random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 - seeds legacy global-state users too
     try:
         import torch
     except ImportError:

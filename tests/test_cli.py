@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from defectspace import Canonicalizer, Lattice, parse_2dmd
 from defectspace.canonical import key_from_string
 from defectspace.cli import main

@@ -279,7 +279,7 @@ def burnside_count(lattice: Lattice, counts: dict[str, int] | Sequence[int],
                         new[key] = new.get(key, 0) + coef
             poly = new
         total += poly.get(target, 0)
-    order = perms.shape[0]
+    order = int(perms.shape[0])
     if total % order:
         raise ArithmeticError("Burnside sum not divisible by the group order")
     return total // order

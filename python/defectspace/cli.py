@@ -208,7 +208,8 @@ def _missing_dependency(module: str, attr: str, exc: ModuleNotFoundError) -> Cal
     def register(sub: Any) -> None:
         for name in names:
             p = sub.add_parser(name, help=f"(needs {exc.name}: pip install {exc.name})")
-            p.set_defaults(handler=lambda args: _fail(f"{name} needs the {exc.name} package"))
+            message = f"{name} needs the {exc.name} package"
+            p.set_defaults(handler=lambda args, message=message: _fail(message))
     return register
 
 

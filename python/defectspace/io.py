@@ -94,11 +94,11 @@ def _read_csv(path: Path, lattice: Lattice, on_error: OnError) -> PlacementTable
                 errors.append((line, ids[r], reason))
                 keep[r] = False
     dup = df["id"].duplicated(keep="first").to_numpy() & keep
-    for r in np.flatnonzero(dup):
+    for r in map(int, np.flatnonzero(dup)):
         reason = f"duplicate id {ids[r]!r}"
         if on_error == "fail":
             raise InputError(f"{path}, line {r + 2}: {reason}")
-        errors.append((int(r) + 2, ids[r], reason))
+        errors.append((int(r) + 2, str(ids[r]), reason))
         keep[r] = False
     kept = df[keep].reset_index(drop=True)
     return PlacementTable([str(i) for i in kept["id"]], np.ascontiguousarray(states[keep]), kept,

@@ -259,12 +259,15 @@ class Lattice:
         symprec: float = 1e-3,
     ) -> Lattice:
         """A lattice from a unit-cell CIF; with no ``defects`` given, every host may be vacant."""
+        import ase
         import ase.io
 
         try:
-            atoms = ase.io.read(str(path), format="cif")
+            atoms = ase.io.read(str(path), format="cif", index=0)
         except Exception as exc:  # ase raises many types for malformed files
             raise ValueError(f"cannot read unit-cell CIF {path}: {exc}") from exc
+        if not isinstance(atoms, ase.Atoms):
+            raise ValueError(f"unit-cell CIF {path} holds no structure")
         if defects is None:
             defects = {s: (VACANCY,) for s in dict.fromkeys(atoms.get_chemical_symbols())}
         return cls.from_atoms(atoms, supercell, defects, Path(path).stem, symprec)
@@ -309,7 +312,7 @@ class Lattice:
     @functools.cached_property
     def site_cells(self) -> NDArray[np.int64]:
         """(n_sites, 3) int64: cell i, cell j and basis index L of every site."""
-        n1, n2 = self.supercell
+        n2 = self.supercell[1]
         s = np.arange(self.n_sites)
         cell = s // self.n_basis
         return np.stack([cell // n2, cell % n2, s % self.n_basis], axis=1)
