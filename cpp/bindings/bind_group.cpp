@@ -49,6 +49,17 @@ void bind_group(py::module_& m) {
              return out;
            },
            "Images of every site under every element, shape (order, n_sites), int32.")
+      .def("element_operations",
+           [](const SymmetryGroup& g) {
+             py::array_t<std::int64_t> out({static_cast<py::ssize_t>(g.order()), py::ssize_t{3}});
+             auto* o = out.mutable_data();
+             for (std::size_t e = 0; e < g.order(); ++e) {
+               const auto kab = g.element_operation(e);
+               for (std::size_t i = 0; i < 3; ++i) o[3 * e + i] = kab.empty() ? -1 : static_cast<std::int64_t>(kab[i]);
+             }
+             return out;
+           },
+           "(order, 3): point operation k and translation (a, b) of each element (-1 if not built from point operations).")
       .def("site_types",
            [](const SymmetryGroup& g) {
              py::array_t<std::int32_t> out(static_cast<py::ssize_t>(g.n_sites()));

@@ -4,6 +4,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
 
 namespace defectspace {
 namespace {
@@ -178,15 +179,22 @@ SymmetryGroup SymmetryGroup::from_point_operations(const std::int32_t* rotations
     const std::int32_t jp = mod(static_cast<std::int64_t>(j) + b, n2);
     return static_cast<Site>(n_basis * (static_cast<std::size_t>(ip) * static_cast<std::size_t>(n2) + static_cast<std::size_t>(jp)) + L);
   };
-  // Element (k, a, b) = T(a, b) . P_k.
-  G.perms_.resize(order * n_sites);
-  std::size_t g = 0;
+  // Element (k, a, b) = T(a, b) . P_k. On tiny supercells (1x1, ...) different operations can
+  // move the sites alike; the group acting on sites keeps one element per distinct permutation.
+  G.perms_.reserve(order * n_sites);
+  std::unordered_set<std::string> seen;
+  std::vector<Site> row(n_sites);
   for (std::size_t k = 0; k < n_ops; ++k)
     for (std::int32_t a = 0; a < n1; ++a)
-      for (std::int32_t b = 0; b < n2; ++b, ++g) {
-        Site* out = G.perms_.data() + g * n_sites;
-        for (std::size_t s = 0; s < n_sites; ++s) out[s] = translate(point[k * n_sites + s], a, b);
+      for (std::int32_t b = 0; b < n2; ++b) {
+        for (std::size_t s = 0; s < n_sites; ++s) row[s] = translate(point[k * n_sites + s], a, b);
+        if (!seen.emplace(reinterpret_cast<const char*>(row.data()), n_sites * sizeof(Site)).second) continue;
+        G.perms_.insert(G.perms_.end(), row.begin(), row.end());
+        G.elem_k_.push_back(static_cast<std::uint32_t>(k));
+        G.elem_a_.push_back(static_cast<std::uint32_t>(a));
+        G.elem_b_.push_back(static_cast<std::uint32_t>(b));
       }
+  G.order_ = G.elem_k_.size();
   G.finalize();
   // Translation views pay off once the permutation table outgrows the per-core cache.
   constexpr std::size_t kTableBytesForViews = std::size_t{1} << 20;
@@ -196,17 +204,6 @@ SymmetryGroup SymmetryGroup::from_point_operations(const std::int32_t* rotations
   G.translation_views_ = G.perms_.size() * sizeof(Site) > kTableBytesForViews && n_ops <= 65535 && n1 <= 65535 && n2 <= 65535;
   if (G.translation_views_) {
     G.point_rows_ = point;
-    G.elem_k_.resize(order);
-    G.elem_a_.resize(order);
-    G.elem_b_.resize(order);
-    std::size_t e = 0;
-    for (std::size_t k = 0; k < n_ops; ++k)
-      for (std::int32_t a = 0; a < n1; ++a)
-        for (std::int32_t b = 0; b < n2; ++b, ++e) {
-          G.elem_k_[e] = static_cast<std::uint16_t>(k);
-          G.elem_a_[e] = static_cast<std::uint16_t>(a);
-          G.elem_b_[e] = static_cast<std::uint16_t>(b);
-        }
     G.site_i_.resize(n_sites);
     G.site_j_.resize(n_sites);
     G.site_l_.resize(n_sites);
@@ -236,7 +233,7 @@ SymmetryGroup SymmetryGroup::from_point_operations(const std::int32_t* rotations
   }
   generators.push_back(t1);
   generators.push_back(t2);
-  for (std::size_t e = 0; e < order; ++e) {
+  for (std::size_t e = 0; e < G.order_; ++e) {
     const Site* p = G.perm(e);
     for (std::size_t q = 0; q < generators.size(); ++q) {
       for (std::size_t s = 0; s < n_sites; ++s) images[s] = p[generators[q][s]];

@@ -69,8 +69,10 @@ class PointOperation:
 class SymmetryGroup:
     """The symmetry group of a supercell as site permutations, built and checked by the C++ core.
 
-    Element ``g = k * (n1 * n2) + a * n2 + b`` is point operation ``k`` followed by the lattice
-    translation ``(a, b)`` (in unit cells).
+    Element ``g`` is point operation ``k`` followed by the lattice translation ``(a, b)`` (in unit
+    cells), with ``(k, a, b) = element_operations[g]``; on supercells of at least 2x2 that is
+    ``g = k * (n1 * n2) + a * n2 + b``. On tiny supercells operations that move the sites alike are
+    one element.
     """
 
     core: _core.SymmetryGroup
@@ -91,6 +93,13 @@ class SymmetryGroup:
     def n_sites(self) -> int:
         """Number of sites the group permutes."""
         return int(self.core.n_sites)
+
+    @functools.cached_property
+    def element_operations(self) -> NDArray[np.int64]:
+        """(order, 3) int64: point-operation index and translation (a, b) of every element."""
+        ops: NDArray[np.int64] = self.core.element_operations()
+        ops.setflags(write=False)
+        return ops
 
     @functools.cached_property
     def permutations(self) -> NDArray[np.int32]:

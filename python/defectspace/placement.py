@@ -7,6 +7,7 @@ kind with code ``k`` of the lattice (:attr:`Lattice.kinds`). The 2DMD form lists
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from defectspace.lattice import VACANCY, Lattice
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class PlacementError(ValueError):
@@ -120,7 +124,8 @@ def parse_2dmd(strings: Sequence[str] | str, lattice: Lattice) -> NDArray[np.uin
             tag, site_text, change = parts
             if tag not in ("vac", "sub"):
                 raise PlacementError(f"row {r}: defect type {tag!r} in {item!r} is not vac or sub")
-            if not site_text.strip().lstrip("-").isdigit():
+            site_text = site_text.strip()
+            if not _INTEGER.fullmatch(site_text):  # ASCII digits only: int() refuses others
                 raise PlacementError(f"row {r}: site {site_text!r} in {item!r} is not an integer")
             host, _, sp = change.partition("->")
             host, sp = host.strip(), sp.strip()

@@ -1,6 +1,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace defectspace {
@@ -29,6 +30,12 @@ class SymmetryGroup {
   static SymmetryGroup from_permutations(const std::int32_t* perms, std::size_t n_perms,
                                          std::size_t n_sites, const std::int32_t* site_types);
 
+  /// Point operation and translation (k, a, b) of element g, for groups built from point
+  /// operations (element = T(a, b) . P_k); empty otherwise.
+  std::vector<std::uint32_t> element_operation(std::size_t g) const {
+    if (elem_k_.empty()) return {};
+    return {elem_k_[g], elem_a_[g], elem_b_[g]};
+  }
   /// Number of group elements.
   std::size_t order() const { return order_; }
   /// Number of sites the group acts on.
@@ -114,7 +121,7 @@ class SymmetryGroup {
   bool translation_views_ = false;
   std::uint32_t n1_ = 0, n2_ = 0, n_basis_ = 0;
   std::vector<Site> point_rows_;
-  std::vector<std::uint16_t> elem_k_, elem_a_, elem_b_;
+  std::vector<std::uint32_t> elem_k_, elem_a_, elem_b_;  // (point op, a, b) of each element
   std::vector<std::uint16_t> site_i_, site_j_, site_l_;
 };
 

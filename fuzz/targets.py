@@ -1,0 +1,138 @@
+"""Fuzz targets of the binding entry points, shared by the atheris fuzzers and the regression test.
+
+Each target takes raw bytes and must either succeed (and then its result must obey the laws
+checked here) or raise ``ValueError`` with a message; any other exception or a crash is a finding.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import warnings
+
+import numpy as np
+
+from defectspace import Canonicalizer, Lattice, parse_2dmd
+from defectspace.placement import PlacementError
+
+
+class Provider:
+    """A tiny FuzzedDataProvider that works without atheris (for replaying the corpus)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            return 0
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def int_in(self, lo: int, hi: int) -> int:
+        v = self.byte() | self.byte() << 8
+        return lo + v % (hi - lo + 1)
+
+    def take(self, n: int) -> bytes:
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += len(chunk)
+        return chunk
+
+    def rest(self) -> bytes:
+        return self.take(len(self.data))
+
+
+@functools.lru_cache(maxsize=8)
+def canonicalizer(n1: int, n2: int, subgroup: str) -> Canonicalizer:
+    return Canonicalizer(Lattice.preset("MoS2", (n1, n2)), subgroup, n_threads=1)
+
+
+SUBGROUPS = ("full", "translations", "no_horizontal_mirror")
+
+
+def parse_target(data: bytes) -> None:
+    """2DMD strings: parse, and if it parses, format and parse again to the same placement."""
+    from defectspace.placement import format_2dmd
+
+    lat = canonicalizer(8, 8, "full").lattice
+    text = data.decode("utf-8", errors="replace")
+    try:
+        x = parse_2dmd([text], lat)
+    except PlacementError:
+        return
+    again = parse_2dmd(format_2dmd(x, lat), lat)
+    assert np.array_equal(x, again), text
+
+
+def canonical_target(data: bytes) -> None:
+    """Arbitrary arrays through every canonicalizer entry point."""
+    p = Provider(data)
+    c = canonicalizer(p.int_in(1, 4), p.int_in(1, 4), SUBGROUPS[p.int_in(0, 2)])
+    n = c.lattice.n_sites
+    rows = p.int_in(0, 6)
+    raw = np.frombuffer(p.take(rows * n).ljust(rows * n, b"\0"), dtype=np.uint8).reshape(rows, n)
+    states = raw % p.int_in(1, 255)
+    mode = p.int_in(0, 6)
+    try:
+        if mode == 0:
+            res = c.canonicalize(states)
+            ops = np.array([p.int_in(0, c.group.order - 1) for _ in range(rows)], dtype=np.int64)
+            images = c.apply(states, ops)
+            assert np.array_equal(c.keys(images), res.keys)
+            assert np.array_equal(c.canonicalize(res.canonical).canonical, res.canonical)
+            assert (c.group.order % np.maximum(res.orbit_size, 1) == 0).all()
+        elif mode == 1:
+            ops = np.array([p.int_in(0, 2 * c.group.order) - 5 for _ in range(rows)], dtype=np.int64)
+            c.apply(states, ops)
+        elif mode == 2:
+            keys = np.frombuffer(p.take(rows * c.key_bytes).ljust(rows * c.key_bytes, b"\0"),
+                                 dtype=np.uint8).reshape(rows, c.key_bytes)
+            back = c.from_keys(keys)
+            assert np.array_equal(c.core.unpack_keys(keys), back)
+        elif mode == 3:
+            count = p.int_in(0, 12)
+            sites = np.array([p.int_in(0, n + 2) - 1 for _ in range(count)], dtype=np.int32)
+            codes = np.array([p.int_in(0, 6) for _ in range(count)], dtype=np.uint8)
+            cuts = sorted(p.int_in(0, count) for _ in range(p.int_in(0, 3)))
+            offsets = np.array([0, *cuts, count], dtype=np.int64)
+            c.canonicalize_sparse(sites, codes, offsets)
+        elif mode == 4:
+            counts = [p.int_in(0, 3) for _ in range(c.lattice.n_kinds)]
+            if sum(counts) <= 4:
+                e = c.enumerate(counts)
+                assert len({k.tobytes() for k in c.keys(e.canonical)}) == len(e.orbit_size)
+        elif mode == 5:
+            neg, kind = c.negatives(states, seed=p.int_in(0, 1000), hard_fraction=p.byte() / 255)
+            ok = kind >= 0
+            assert not c.equivalent(states[ok], neg[ok]).any()
+        else:
+            wrong = np.frombuffer(p.rest(), dtype=np.uint8)
+            c.keys(wrong.reshape(1, -1) if wrong.size else wrong.reshape(0, 0))
+    except ValueError:
+        return
+
+
+def structure_target(data: bytes) -> None:
+    """CIF text through reading and mapping onto the MoS2 lattice."""
+    import ase.io
+
+    from defectspace.structure import map_structure
+
+    lat = canonicalizer(2, 2, "full").lattice
+    text = data.decode("utf-8", errors="replace")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            atoms = ase.io.read(io.StringIO(text), format="cif")
+    except Exception:  # a malformed CIF is ase's to refuse; the mapping is what is fuzzed
+        return
+    if isinstance(atoms, list):
+        return
+    try:
+        result = map_structure(atoms, lat)
+    except ValueError:
+        return
+    assert result.states.shape == (lat.n_sites,)
+
+
+TARGETS = {"parse": parse_target, "canonical": canonical_target, "structure": structure_target}
