@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from defectspace.canonical import (
     KEY_FORMAT_VERSION,
-    CanonicalResult,
     Canonicalizer,
+    CanonicalResult,
     DedupeResult,
     Enumeration,
     key_from_string,

@@ -1,0 +1,296 @@
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ase import Atoms
+from conftest import require_2dmd
+from defectspace import labeling as L
+
+CHECK_ROW = "6141d7eaee0a3fd43fb47bdd"
+#: The labelled V5 row whose VASP energy gives 2DMD's check value 2.5756 eV (same composition as
+#: the check row, which has no energy in mos2_8x8.csv).
+CHECK_ENERGY_ROW = "6142665fee0a3fd43fb47f4b"
+
+
+def _rows(data: Path) -> dict[str, dict[str, str]]:
+    with open(data / "mos2_8x8.csv", encoding="utf-8", newline="") as fh:
+        return {r["id"]: r for r in csv.DictReader(fh)}
+
+
+def test_parse_and_format_defects_round_trip() -> None:
+    text = "sub:6:Mo->W;vac:17:S->V;sub:64:S->Se"
+    defects = L.parse_defects(text)
+    assert [d.kind for d in defects] == ["sub", "vac", "sub"]
+    assert L.format_defects(reversed(defects)) == text
+    with pytest.raises(ValueError, match="not of the form"):
+        L.parse_defects("vac:x:S->V")
+    with pytest.raises(ValueError, match="'vac' needs"):
+        L.parse_defects("vac:3:S->Se")
+
+
+def test_formation_energy_formula_on_2dmd_vasp_numbers(data_2dmd: Path) -> None:
+    rows = _rows(data_2dmd)
+    # 2DMD's check value through the formula, with the check row's own defects.
+    check = L.parse_defects(rows[CHECK_ROW]["defects"])
+    e_def = float(rows[CHECK_ENERGY_ROW]["energy"])
+    assert L.parse_defects(rows[CHECK_ENERGY_ROW]["defects"])  # same composition as the check row
+    per_site = L.formation_energy(e_def, L.DMD_E_PRISTINE, check, L.DMD_CHEMICAL_POTENTIALS) / len(
+        check
+    )
+    assert per_site == pytest.approx(2.5756, abs=5e-5)
+    # every one of the 148 rows with VASP energies reproduces 2DMD's formation energy per site
+    n = 0
+    for r in rows.values():
+        if r["energy"]:
+            d = L.parse_defects(r["defects"])
+            fe = L.formation_energy(
+                float(r["energy"]), L.DMD_E_PRISTINE, d, L.DMD_CHEMICAL_POTENTIALS
+            )
+            assert fe / len(d) == pytest.approx(float(r["formation_energy_per_site"]), abs=1e-6)
+            n += 1
+    assert n == 148
+    with pytest.raises(ValueError, match="no chemical potential"):
+        L.formation_energy(0.0, 0.0, check, {"Mo": 0.0})
+
+
+def test_structures_map_onto_2dmd_site_order(data_2dmd: Path) -> None:
+    rows = _rows(data_2dmd)
+    ids = [CHECK_ROW, *[i for i in rows if rows[i]["density"] == "high"][:3]]
+    structures = L.structures_for_ids(ids)
+    assert list(structures) == ids
+    for sid, atoms in structures.items():
+        assert L.format_defects(L.defects_from_atoms(atoms)) == rows[sid]["defects"]
+    # the pristine supercell built from the README formula sits on the CIF positions
+    pristine = L.pristine_mos2()
+    assert len(pristine) == 192
+    assert L.defects_from_atoms(pristine) == []
+    np.testing.assert_allclose(
+        pristine.cell.cellpar(), structures[CHECK_ROW].cell.cellpar(), atol=1e-3
+    )
+    with pytest.raises(KeyError, match="no CIF"):
+        L.structures_for_ids(["not-an-id"])
+
+
+class FakeEngine:
+    """Cheap deterministic energy engine; raises for ids listed in ``fail_n_atoms``."""
+
+    name = "fake"
+    kind = "energy"
+
+    def __init__(self, fail_n_atoms: int | None = None) -> None:
+        self.fail_n_atoms = fail_n_atoms
+        self.calls = 0
+
+    def setup(self) -> None:
+        pass
+
+    def version(self) -> str:
+        return "fake 1"
+
+    def settings(self) -> dict[str, Any]:
+        return {"fail_n_atoms": self.fail_n_atoms}
+
+    def compute(self, atoms: Atoms) -> dict[str, float]:
+        self.calls += 1
+        if len(atoms) == self.fail_n_atoms:
+            raise RuntimeError("SCF did not converge (simulated)")
+        return {"energy": -0.1 * float(atoms.numbers.sum())}
+
+    def references(self) -> L.References:
+        mu = {"Mo": -4.2, "S": -1.6, "W": -7.4, "Se": -3.4}
+        return L.References(
+            mu=mu, e_pristine=-0.1 * float(L.pristine_mos2().numbers.sum()), details={}
+        )
+
+
+def _small_input(tmp_path: Path, n: int) -> tuple[Path, dict[str, dict[str, str]]]:
+    rows = _rows(require_2dmd())
+    chosen = [rows[i] for i in list(rows)[:: len(rows) // n][:n]]
+    path = tmp_path / "input.csv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "defects"])
+        for r in chosen:
+            w.writerow([r["id"], r["defects"]])
+    return path, {r["id"]: r for r in chosen}
+
+
+def _loader(ids: Any, source: Path | None) -> dict[str, Atoms]:
+    """Structures built from the pristine supercell and the 2DMD defect strings (no tar needed)."""
+    rows = _rows(require_2dmd())
+    out = {}
+    for sid in ids:
+        atoms = L.pristine_mos2()
+        defects = L.parse_defects(rows[sid]["defects"])
+        for d in defects:
+            if d.kind == "sub":
+                atoms[d.site].symbol = d.to
+        del atoms[[d.site for d in defects if d.kind == "vac"]]
+        out[sid] = atoms
+    return out
+
+
+def test_resume_after_interruption_has_no_gaps_and_no_duplicates(tmp_path: Path) -> None:
+    inp, rows = _small_input(tmp_path, 8)
+    out = tmp_path / "labels.csv"
+    first = L.label_structures(
+        inp, out, FakeEngine(), workers=1, limit=5, structure_loader=_loader, progress=False
+    )
+    assert first == {"done_before": 0, "computed": 5, "ok": 5, "failed": 0}
+    # simulate a kill in the middle of writing row 5: cut the file inside its last line
+    text = out.read_text()
+    out.write_text(text[: text.rstrip("\n").rfind("\n") + 12])
+    engine = FakeEngine()
+    second = L.label_structures(
+        inp, out, engine, workers=1, structure_loader=_loader, progress=False
+    )
+    assert second == {"done_before": 4, "computed": 4, "ok": 4, "failed": 0}
+    assert engine.calls == 4  # nothing computed twice
+    got = L.read_label_csv(out)
+    assert sorted(r["id"] for r in got) == sorted(rows)  # no gaps, no duplicates
+    assert out.read_text().endswith("\n")
+    # identical to an uninterrupted run
+    clean = tmp_path / "clean.csv"
+    L.label_structures(
+        inp, clean, FakeEngine(), workers=1, structure_loader=_loader, progress=False
+    )
+    by_id = {r["id"]: r for r in L.read_label_csv(clean)}
+    for r in got:
+        for col in ("energy", "formation_energy", "formation_energy_per_site"):
+            assert float(r[col]) == pytest.approx(float(by_id[r["id"]][col]))
+    # a third run computes nothing; the sidecar records the engine and its references
+    assert (
+        L.label_structures(
+            inp, out, FakeEngine(), workers=1, structure_loader=_loader, progress=False
+        )["computed"]
+        == 0
+    )
+    meta = json.loads(L.sidecar_path(out).read_text())
+    assert meta["engine"] == "fake" and meta["chemical_potentials"]["Mo"] == -4.2
+
+
+def test_failing_calculation_is_recorded_not_fatal(tmp_path: Path) -> None:
+    inp, rows = _small_input(tmp_path, 6)
+    n_atoms = {sid: len(a) for sid, a in _loader(list(rows), None).items()}
+    bad = next(sid for sid, n in n_atoms.items() if list(n_atoms.values()).count(n) == 1)
+    out = tmp_path / "labels.csv"
+    counts = L.label_structures(
+        inp,
+        out,
+        FakeEngine(fail_n_atoms=n_atoms[bad]),
+        workers=1,
+        structure_loader=_loader,
+        progress=False,
+    )
+    assert counts["failed"] == 1 and counts["ok"] == len(rows) - 1
+    got = {r["id"]: r for r in L.read_label_csv(out)}
+    assert got[bad]["status"] == "failed"
+    assert "SCF did not converge" in got[bad]["error"] and got[bad]["energy"] == ""
+    assert all(
+        r["status"] == "ok" and math.isfinite(float(r["energy"]))
+        for sid, r in got.items()
+        if sid != bad
+    )
+
+
+def test_output_of_another_engine_is_refused(tmp_path: Path) -> None:
+    inp, _ = _small_input(tmp_path, 2)
+    out = tmp_path / "labels.csv"
+    out.write_text(",".join(L.GAP_COLUMNS) + "\n")
+    with pytest.raises(ValueError, match="has columns"):
+        L.label_structures(
+            inp, out, FakeEngine(), workers=1, structure_loader=_loader, progress=False
+        )
+
+
+def test_cli_parser() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    L.add_label_parser(sub)
+    args = parser.parse_args(
+        ["label", "in.csv", "-o", "out.csv", "--engine", "xtb", "--workers", "2", "--limit", "3"]
+    )
+    assert (args.input, args.output, args.engine, args.workers, args.limit) == (
+        "in.csv",
+        "out.csv",
+        "xtb",
+        2,
+        3,
+    )
+    with pytest.raises(ValueError, match="unknown engine"):
+        L.make_engine("vasp")
+
+
+@pytest.mark.slow
+def test_sevenn_engine_path_on_check_row(tmp_path: Path, data_2dmd: Path) -> None:
+    pytest.importorskip("sevenn")
+    rows = _rows(data_2dmd)
+    inp = tmp_path / "one.csv"
+    inp.write_text(f"id,defects\n{CHECK_ROW},{rows[CHECK_ROW]['defects']}\n")
+    out = tmp_path / "sevenn.csv"
+    counts = L.label_structures(inp, out, "sevenn", workers=1, progress=False)
+    assert counts["ok"] == 1
+    (row,) = L.read_label_csv(out)
+    meta = json.loads(L.sidecar_path(out).read_text())
+    mu, e_pristine = meta["chemical_potentials"], meta["E_pristine"]
+    # the formula applied by hand to the engine numbers
+    e_f = float(row["energy"]) - e_pristine + mu["Mo"] + 2 * mu["S"] - 2 * mu["Se"]
+    assert float(row["formation_energy_per_site"]) == pytest.approx(e_f / 3, abs=1e-5)
+    # 2DMD's geometry is close to the engine's relaxed MoS2 (per formula unit, eV)
+    details = meta["reference_details"]
+    assert abs(details["E_pristine_per_fu"] - details["E_MoS2_per_fu"]) < 0.01
+    # same order of magnitude as DFT (2.5756 eV per defect, with other chemical potentials)
+    assert 1.0 < float(row["formation_energy_per_site"]) < 4.0
+
+
+@pytest.mark.slow
+def test_xtb_gap_of_small_pristine_cell() -> None:
+    pytest.importorskip("tblite")
+    atoms = L.pristine_mos2(n=3)
+    values = L.XTBEngine().compute(atoms)
+    assert values["homo"] < values["lumo"]
+    assert 0.3 < values["homo_lumo_gap"] < 4.0
+
+
+def test_folder_of_cifs_as_input(tmp_path: Path) -> None:
+    from ase.io import write
+
+    inp, rows = _small_input(tmp_path, 3)
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for sid, atoms in _loader(list(rows), None).items():
+        write(folder / f"{sid}.cif", atoms, format="cif")
+    from_csv, from_dir = tmp_path / "csv.csv", tmp_path / "dir.csv"
+    L.label_structures(
+        inp, from_csv, FakeEngine(), workers=1, structure_loader=_loader, progress=False
+    )
+    counts = L.label_structures(folder, from_dir, FakeEngine(), workers=1, progress=False)
+    assert counts["ok"] == 3
+    a = {r["id"]: r for r in L.read_label_csv(from_csv)}
+    b = {r["id"]: r for r in L.read_label_csv(from_dir)}
+    assert a.keys() == b.keys()
+    for sid in a:  # defects recovered from the CIF geometry give the same formation energy
+        assert float(b[sid]["formation_energy_per_site"]) == pytest.approx(
+            float(a[sid]["formation_energy_per_site"]), abs=1e-5
+        )
+
+
+@pytest.mark.slow
+def test_two_worker_processes_match_one(tmp_path: Path) -> None:
+    inp, _rows4 = _small_input(tmp_path, 4)
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    L.label_structures(inp, one, FakeEngine(), workers=1, structure_loader=_loader, progress=False)
+    counts = L.label_structures(
+        inp, two, FakeEngine(), workers=2, structure_loader=_loader, progress=False
+    )
+    assert counts["ok"] == 4
+    a = {r["id"]: r["energy"] for r in L.read_label_csv(one)}
+    b = {r["id"]: r["energy"] for r in L.read_label_csv(two)}
+    assert a == b
