@@ -151,7 +151,27 @@ def to_defects(states: ArrayLike, lattice: Lattice) -> list[list[Defect]]:
 
 def format_2dmd(states: ArrayLike, lattice: Lattice) -> list[str]:
     """2DMD strings of dense placements, defects in site order."""
-    return [";".join(d.to_2dmd() for d in row) for row in to_defects(states, lattice)]
+    arr = as_states(states, lattice)
+    table = _item_table(lattice)
+    rows, sites = np.nonzero(arr)
+    items = table[sites, arr[rows, sites]]
+    bounds = np.searchsorted(rows, np.arange(1, arr.shape[0]))
+    return [";".join(chunk) for chunk in np.split(items, bounds)] if arr.shape[0] else []
+
+
+def _item_table(lattice: Lattice) -> NDArray[np.object_]:
+    """``table[site, code]``: the 2DMD text of that defect (cached on the lattice)."""
+    cached = getattr(lattice, "_item_table_cache", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    table = np.empty((lattice.n_sites, lattice.n_kinds + 1), dtype=object)
+    host_of = lattice.site_species
+    for site in range(lattice.n_sites):
+        for k in lattice.kinds:
+            if k.host == host_of[site]:
+                table[site, k.code] = Defect(site, k.host, k.species).to_2dmd()
+    lattice._item_table_cache = table  # type: ignore[attr-defined]
+    return table
 
 
 def composition(states: ArrayLike, lattice: Lattice) -> NDArray[np.int64]:
