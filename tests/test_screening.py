@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from defectspace import Canonicalizer, Lattice, format_2dmd
 from defectspace.screening import ScreenConfig, partition_of, screen
 
@@ -61,8 +60,10 @@ def test_class_split_over_chunks_is_kept_once(tmp_path: Path) -> None:
     base = c.sample({"S->V": 2, "Mo->W": 1}, 3, seed=1)
     images, _ = c.random_images(np.repeat(base, 4, axis=0), seed=2)  # 12 rows, 4 per class
     src = tmp_path / "in.csv"
-    pd.DataFrame({"id": [f"x{i}" for i in range(12)], "defects": format_2dmd(images, LAT)}).to_csv(src, index=False)
-    cfg = config(source="file", input_path=str(src), chunk_size=5, n_partitions=3, n=0, compositions=())
+    ids = [f"x{i}" for i in range(12)]
+    pd.DataFrame({"id": ids, "defects": format_2dmd(images, LAT)}).to_csv(src, index=False)
+    cfg = config(source="file", input_path=str(src), chunk_size=5, n_partitions=3, n=0,
+                 compositions=())
     s = screen(cfg, tmp_path / "o.parquet", scorer=fake_scorer)
     df = pd.read_parquet(tmp_path / "o.parquet")
     assert s.distinct == len({k.tobytes() for k in c.keys(base)}) == len(df)

@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from defectspace.canonical import Canonicalizer, key_to_string
+from defectspace.io import OnError
 from defectspace.lattice import Lattice, resolve_lattice
 from defectspace.placement import counts_vector, format_2dmd
 
@@ -443,13 +444,15 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
             if table is None:
                 from defectspace.io import read_placements, report_errors
 
-                table = read_placements(cfg.input_path or "", _lattice(cfg.lattice), cfg.on_error)
+                on_error: OnError = "skip" if cfg.on_error == "skip" else "fail"
+                table = read_placements(cfg.input_path or "", _lattice(cfg.lattice), on_error)
                 report_errors(table)
             skipped = len(table.errors)
             n_rows = len(table.ids)
             n_chunks = _n_chunks(cfg, n_rows)
-            args = [(cfg_json, str(work), c, table.states[c * cfg.chunk_size:(c + 1) * cfg.chunk_size],
-                     table.ids[c * cfg.chunk_size:(c + 1) * cfg.chunk_size]) for c in range(n_chunks)]
+            args: list[tuple[Any, ...]] = [
+                (cfg_json, str(work), c, table.states[c * cfg.chunk_size:(c + 1) * cfg.chunk_size],
+                 table.ids[c * cfg.chunk_size:(c + 1) * cfg.chunk_size]) for c in range(n_chunks)]
             generated = n_rows
         else:
             if cfg.source == "exhaustive":
