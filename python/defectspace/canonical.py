@@ -198,9 +198,20 @@ class Canonicalizer:
         return DedupeResult(res.canonical[first], res.keys[first], store.counts(),
                             res.orbit_size[first], first.astype(np.int64), inverse)
 
+    def _counts(self, counts: dict[str, int] | Sequence[int]) -> NDArray[np.int64]:
+        vec = counts_vector(counts, self.lattice)
+        for t, host in enumerate(self.lattice.host_types):
+            need = int(sum(vec[k.code] for k in self.lattice.kinds if k.host == host))
+            have = int((self.lattice.site_types == t).sum())
+            if need > have:
+                raise ValueError(f"{need} defects asked for on the {host} sites, but the "
+                                 f"{self.lattice.supercell[0]}x{self.lattice.supercell[1]} supercell "
+                                 f"has only {have}")
+        return vec
+
     def enumerate(self, counts: dict[str, int] | Sequence[int]) -> Enumeration:
         """Every distinct placement of a defect multiset, e.g. ``{"S->V": 3}``, with orbit sizes."""
-        vec = counts_vector(counts, self.lattice)
+        vec = self._counts(counts)
         states, orbit = _core.enumerate_distinct(self.core, vec, self.n_threads)
         return Enumeration(states, orbit)
 
@@ -208,7 +219,7 @@ class Canonicalizer:
         """``n`` placements drawn uniformly from all placements of a defect multiset."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        vec = counts_vector(counts, self.lattice)
+        vec = self._counts(counts)
         out: NDArray[np.uint8] = _core.sample_uniform(self.core, vec, int(n), _seed(seed), self.n_threads)
         return out
 

@@ -1128,6 +1128,7 @@ def add_label_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--structures", default=None, help="folder of CIFs for a CSV INPUT (default: 2DMD tar)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--no-openblas", action="store_true", help="xtb: do not LD_PRELOAD OpenBLAS")
+    p.set_defaults(handler=run_label)
     return p
 
 
