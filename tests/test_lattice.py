@@ -147,3 +147,14 @@ def test_neighbors_are_same_sublattice_and_near() -> None:
     assert dist.max() == pytest.approx(3.1903157)
     assert dist.min() == pytest.approx(0.355174 * 14.879004 - 0.144826 * 14.879004)
     assert (np.diff(dist, axis=1) >= -1e-12).all()
+
+
+def test_minimum_image_distances_against_brute_force_images() -> None:
+    lat = Lattice.preset("MoS2", (4, 3))
+    d = lat.minimum_image_distances()
+    pos = lat.positions
+    cell = lat.supercell_cell
+    shifts = np.array([[a, b, 0] for a in range(-2, 3) for b in range(-2, 3)], dtype=float) @ cell
+    brute = np.linalg.norm(pos[:, None, None, :] - pos[None, :, None, :] - shifts[None, None], axis=-1).min(-1)
+    np.testing.assert_allclose(d, brute, atol=1e-9)
+    np.testing.assert_allclose(d, d.T, atol=1e-9)

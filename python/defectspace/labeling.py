@@ -349,6 +349,34 @@ def structures_for_ids(ids: Iterable[str], source: str | Path | None = None) -> 
     return out
 
 
+def _structures_or_built(ids: Sequence[str], source: str | Path | None, rows: Any) -> dict[str, Atoms]:
+    """2DMD's unrelaxed CIFs (or ``source``'s) where an id has one; otherwise, for a CSV row with
+    defects, the unrelaxed structure built from its placement on the 8x8 MoS2 lattice."""
+    if source is not None:
+        return structures_for_ids(ids, source)
+    try:
+        index = _cif_index(str(_extract_tar_once(dmd_data_dir() / "mos2_unrelaxed.tar.xz").resolve()))
+    except (FileNotFoundError, ValueError):
+        index = {}
+    known = [i for i in ids if i in index]
+    out = structures_for_ids(known) if known else {}
+    missing = [i for i in ids if i not in index]
+    if missing:
+        from defectspace.lattice import Lattice
+        from defectspace.placement import parse_2dmd
+        from defectspace.structure import placement_to_atoms
+
+        lattice = Lattice.preset("MoS2", (DMD_N, DMD_N))
+        for i in missing:
+            defects = rows.defects.get(i)
+            if defects is None:
+                raise KeyError(f"id {i} has no CIF and no defects to build it from")
+            atoms = placement_to_atoms(parse_2dmd([format_defects(defects)], lattice)[0], lattice)
+            atoms.pbc = (True, True, False)
+            out[i] = atoms
+    return {i: out[i] for i in ids}
+
+
 # ---------------------------------------------------------------------------------------------
 # Engines
 # ---------------------------------------------------------------------------------------------
@@ -994,7 +1022,7 @@ def label_structures(
     sidecar = sidecar_path(out)
     _one_thread()
     refs = _load_or_make_references(eng, sidecar)
-    loader = structure_loader or (lambda chunk, src: structures_for_ids(chunk, src))
+    loader = structure_loader or (lambda chunk, src: _structures_or_built(chunk, src, rows))
     writer = _RowWriter(out, columns)
     pool: Any = None
     blas = ""

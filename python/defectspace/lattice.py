@@ -367,14 +367,21 @@ class Lattice:
         return (0, *(k.code for k in self.kinds if self.kind_site_type[k.code - 1] == t))
 
     def minimum_image_distances(self, sites: ArrayLike | None = None) -> NDArray[np.float64]:
-        """(n, n_sites) in-plane periodic (minimum-image) distances in angstrom, with z."""
+        """(n, n_sites) periodic (minimum-image, in plane) distances in angstrom, z included.
+
+        Rounding fractional differences is not enough on an oblique cell (120 degrees): the
+        nearest image is searched among the 3 x 3 images around the rounded one.
+        """
         idx = np.arange(self.n_sites) if sites is None else np.asarray(sites, dtype=np.int64)
         frac = self.fractional_positions
         d = frac[idx, None, :] - frac[None, :, :]
         d[..., :2] -= np.round(d[..., :2])
-        cart = d @ self.supercell_cell
-        dist: NDArray[np.float64] = np.linalg.norm(cart, axis=-1)
-        return dist
+        best = np.full(d.shape[:2], np.inf)
+        for da in (-1.0, 0.0, 1.0):
+            for db in (-1.0, 0.0, 1.0):
+                shifted = d + np.array([da, db, 0.0])
+                best = np.minimum(best, np.linalg.norm(shifted @ self.supercell_cell, axis=-1))
+        return best
 
     def neighbors(self, k: int = 6) -> NDArray[np.int32]:
         """(n_sites, k) int32: the k nearest sites of the same host type (periodic), nearest first."""
