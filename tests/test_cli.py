@@ -133,3 +133,25 @@ def test_2dmd_csv_round_trip(data_2dmd: Path, tmp_path: Path) -> None:
     a = parse_2dmd(df["defects"].tolist(), lat)
     b = parse_2dmd(df["canonical_defects"].tolist(), lat)
     assert c.equivalent(a, b).all()
+
+
+def test_export_then_canonicalize_structures_round_trip(tmp_path: Path) -> None:
+    lat = Lattice.preset("MoS2", (8, 8))
+    c = Canonicalizer(lat)
+    x = c.sample({"S->V": 3, "Mo->W": 2, "S->Se": 1}, 6, seed=4)
+    from defectspace import format_2dmd
+
+    src = write(tmp_path, "id,defects\n" + "".join(f"p{i},{s}\n" for i, s in enumerate(format_2dmd(x, lat))))
+    folder = tmp_path / "cifs"
+    assert main(["export", str(src), "-o", str(folder)]) == 0
+    assert len(list(folder.glob("*.cif"))) == 6
+    out = tmp_path / "k.csv"
+    assert main(["canonicalize", str(folder), "-o", str(out)]) == 0
+    df = pd.read_csv(out).set_index("id").loc[[f"p{i}" for i in range(6)]]
+    np.testing.assert_array_equal(key_from_string(df["canonical_key"].tolist(), 48), c.keys(x))
+    assert main(["export", str(src), "-o", str(tmp_path / "one.extxyz"), "--ids", "p2,p4"]) == 0
+    import ase.io
+
+    frames = ase.io.read(tmp_path / "one.extxyz", index=":")
+    assert [f.info["id"] for f in frames] == ["p2", "p4"]
+    assert main(["export", str(src), "-o", str(folder), "--ids", "nope"]) == 2

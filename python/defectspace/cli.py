@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,6 +139,52 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Writes the unrelaxed structures of chosen placements as CIF files (or one extxyz file)."""
+    import ase.io
+    import pandas as pd
+
+    from defectspace.io import InputError, atomic_path
+    from defectspace.lattice import resolve_lattice
+    from defectspace.placement import PlacementError, parse_2dmd
+    from defectspace.structure import placement_to_atoms
+
+    lattice = resolve_lattice(args.lattice, args.supercell)
+    path = Path(args.input)
+    if not path.exists():
+        raise InputError(f"input {path} does not exist")
+    df = (pd.read_parquet(path, columns=["id", "defects"]) if path.suffix == ".parquet"
+          else pd.read_csv(path, dtype={"id": str, "defects": str}, keep_default_na=False))
+    if args.ids:
+        wanted = [i.strip() for i in args.ids.split(",") if i.strip()]
+        missing = sorted(set(wanted) - set(df["id"]))
+        if missing:
+            raise InputError(f"ids not in {path}: {missing[:5]}")
+        df = df.set_index("id").loc[wanted].reset_index()
+    if args.limit is not None:
+        df = df.head(args.limit)
+    try:
+        states = parse_2dmd(df["defects"].tolist(), lattice)
+    except PlacementError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    out = Path(args.output)
+    if out.suffix == ".extxyz":
+        frames = []
+        for ident, row in zip(df["id"], states, strict=True):
+            atoms = placement_to_atoms(row, lattice)
+            atoms.info["id"] = str(ident)
+            frames.append(atoms)
+        with atomic_path(out) as tmp:
+            ase.io.write(tmp, frames, format="extxyz")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for ident, row in zip(df["id"], states, strict=True):
+            with atomic_path(out / f"{ident}.cif") as tmp:
+                ase.io.write(tmp, placement_to_atoms(row, lattice), format="cif")
+    print(f"wrote {len(df)} structures -> {out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from defectspace import __version__
@@ -174,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output CSV")
     _add_lattice_args(p)
     p.set_defaults(handler=cmd_sample)
+
+    p = sub.add_parser("export", help="write chosen placements as CIF files or one extxyz file")
+    p.add_argument("input", help="screening Parquet or CSV with columns id,defects")
+    p.add_argument("-o", "--output", required=True,
+                   help="folder for CIF files, or a file ending in .extxyz")
+    p.add_argument("--ids", help="comma-separated ids to export (default: all rows)")
+    p.add_argument("--limit", type=int, help="export at most the first N rows")
+    p.add_argument("--lattice", default="MoS2")
+    p.add_argument("--supercell", default="8x8")
+    p.set_defaults(handler=cmd_export)
 
     for register in _optional_commands():
         try:
