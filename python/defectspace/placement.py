@@ -16,7 +16,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from defectspace.lattice import VACANCY, Lattice
 
-
 _INTEGER = re.compile(r"-?[0-9]+")
 
 
