@@ -1,0 +1,113 @@
+"""Held-out evaluation of an embedder: equivalence recognition, invariance error, throughput.
+
+    python benchmarks/embedder_eval.py [--model DIR] [--pairs 20000] [--seed 12345] [--check-unseen]
+
+Pairs come from a seed stream disjoint from training's (``training.EVAL_STREAM``), at low density
+(1-3 defects) and high density (4-24 defects, mixed kinds); each anchor has a random symmetry
+image (equivalent) and a verified-inequivalent placement of the same composition (half of them
+one defect moved to a nearby site), itself randomly moved. The first half of the pairs picks the
+distance threshold, the second half is the test set. ``--check-unseen`` regenerates the training
+stream from the checkpoint's settings and also reports the metrics on the test pairs whose anchor
+class never occurred in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import fields
+
+import numpy as np
+import torch
+from defectspace.embedding import Embedder
+from defectspace.training import (
+    PairStream,
+    TrainConfig,
+    best_threshold,
+    held_out_pairs,
+    invariance_error,
+    pair_distances,
+    random_placements,
+    roc_auc,
+)
+
+
+def training_keys(embedder: Embedder) -> set[bytes]:
+    """Keys of every anchor and negative the checkpoint's training run saw (regenerated)."""
+    from defectspace.training import load_2dmd_states
+
+    meta = dict(embedder.metadata.get("training", {}))
+    names = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta.items() if k in names})
+    c = embedder.canonicalizer()
+    data = load_2dmd_states(cfg.data, embedder.lattice) if cfg.data else None
+    stream = PairStream(c, cfg, data)
+    seen: set[bytes] = set()
+    for step in range(cfg.steps):
+        pb = stream.batch(step)
+        for arr in (pb.anchors, pb.negatives):
+            seen.update(k.tobytes() for k in c.keys(arr))
+    return seen
+
+
+def report(name: str, d_pos: np.ndarray, d_neg: np.ndarray, hard: np.ndarray, keep: np.ndarray | None = None
+           ) -> None:
+    m = d_pos.size // 2
+    thr = best_threshold(d_pos[:m], d_neg[:m])
+    tp, tn, th = d_pos[m:], d_neg[m:], hard[m:]
+    if keep is not None:
+        tp, tn, th = tp[keep[m:]], tn[keep[m:]], th[keep[m:]]
+        if tp.size == 0:
+            print(f"  {name:<28} none: every test anchor's class occurred in training")
+            return
+    acc = ((tp < thr).sum() + (tn >= thr).sum()) / (tp.size + tn.size)
+    ratio = tp.max() / tn.min() if tn.min() > 0 else float("inf")
+    hard_min = tn[th].min() if th.any() else float("nan")
+    print(f"  {name:<28} test pairs {tp.size:>6}+{tn.size:<6} acc {acc:.5f}  AUC {roc_auc(-tp, -tn):.6f}  "
+          f"max d_eq {tp.max():.4f}  min d_ineq {tn.min():.4f} (hard {hard_min:.4f})  ratio {ratio:.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="checkpoint folder (default: the shipped one)")
+    ap.add_argument("--pairs", type=int, default=20000, help="anchors per density (default: 20000)")
+    ap.add_argument("--seed", type=int, default=12345, help="evaluation seed (default: 12345)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    ap.add_argument("--check-unseen", action="store_true",
+                    help="also report on test pairs whose class never occurred in training")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    emb = Embedder.load(args.model)
+    print(f"model: {args.model or 'shipped default'}  {emb.lattice!r}  dim {emb.dim}  "
+          f"config {emb.encoder.config}")
+    seen = training_keys(emb) if args.check_unseen else None
+    for kind in ("low", "high"):
+        pairs = held_out_pairs(emb.lattice, args.pairs, kind, args.seed)
+        print(f"{kind} density ({'1-3' if kind == 'low' else '4-24'} defects):")
+        for exact in (False, True):
+            d_pos, d_neg = pair_distances(emb, pairs, exact=exact)
+            label = "exact (canonical form)" if exact else "learned"
+            report(label, d_pos, d_neg, pairs.hard)
+            if seen is not None and not exact:
+                keys = emb.canonicalizer().keys(pairs.anchors)
+                keep = np.array([k.tobytes() not in seen for k in keys])
+                report(f"learned, unseen ({keep.mean():.0%})", d_pos, d_neg, pairs.hard, keep)
+    x = np.concatenate([random_placements(emb.lattice, 5000, (1, 3), np.random.default_rng(args.seed)),
+                        random_placements(emb.lattice, 5000, (4, 24), np.random.default_rng(args.seed + 1))])
+    for exact in (False, True):
+        inv = invariance_error(emb, x, seed=args.seed, exact=exact)
+        print(f"invariance error ({'exact' if exact else 'learned'}): mean {inv['mean']:.2e}  "
+              f"max {inv['max']:.2e}  (median distance between unrelated placements "
+              f"{inv['median_unrelated']:.3f})")
+    big = np.concatenate([x] * 6)
+    for exact in (False, True):
+        emb.embed(big[:2000], exact=exact)
+        t = time.perf_counter()
+        emb.embed(big, exact=exact)
+        dt = time.perf_counter() - t
+        print(f"throughput ({'exact' if exact else 'learned'}, {args.threads} torch thread(s)): "
+              f"{big.shape[0] / dt:,.0f} placements/s")
+
+
+if __name__ == "__main__":
+    main()

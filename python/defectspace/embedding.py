@@ -1,0 +1,468 @@
+"""Siamese-network embeddings of defect placements, invariant under the crystal's symmetry.
+
+A placement on an ``n1 x n2`` supercell becomes an image of ``n1 x n2`` unit cells with one
+channel per (basis site, defect kind) pair (6 for MoS2: Mo->V, Mo->W on the Mo site; S->V, S->Se
+on the bottom and on the top S site). :class:`Encoder` runs a few 3x3 convolutions with circular
+padding over that periodic image (in the oblique (i, j) basis of the hexagonal lattice a 3x3
+kernel covers all 6 nearest cells), pools mean and max over the cells and maps the pooled
+features through a small MLP to a ``dim``-number embedding (12 by default). Pooling makes the
+embedding exactly invariant under lattice translations and lets one encoder run on any supercell
+of its lattice; invariance under the point operations (rotations, mirrors) is learned
+contrastively (:mod:`defectspace.training`).
+
+``Embedder.embed(states, exact=True)`` embeds the exact canonical form of every placement
+(:meth:`defectspace.canonical.Canonicalizer.canonicalize`) instead, which is invariant by
+construction.
+
+Checkpoints are a folder with ``embedder.safetensors`` (weights) and ``embedder.json`` (format
+version, lattice description, hyperparameters, sha256 of the weights file, metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+from torch import nn
+
+from defectspace.lattice import Lattice
+from defectspace.placement import as_states
+
+FORMAT_NAME = "defectspace-embedder"
+FORMAT_VERSION = 1
+"""Version of the checkpoint layout; :meth:`Embedder.load` refuses any other."""
+WEIGHTS_FILE = "embedder.safetensors"
+META_FILE = "embedder.json"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "data" / "models" / "mos2_8x8"
+"""The shipped MoS2 8x8 embedder (``defectspace train-embedder --out DIR --seed 0``)."""
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Shape of an :class:`Encoder`."""
+
+    in_channels: int = 6
+    """Input channels: one per (basis site, defect kind) pair of the lattice."""
+    channels: int = 24
+    """Channels of every convolution."""
+    layers: int = 3
+    """Number of 3x3 circular convolutions."""
+    hidden: int = 64
+    """Width of the MLP head."""
+    dim: int = 12
+    """Embedding size."""
+    normalize: bool = True
+    """Whether embeddings are scaled to unit length (distances then lie in [0, 2])."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EncoderConfig:
+        """Inverse of ``dataclasses.asdict``; unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown encoder settings {sorted(unknown)}")
+        return cls(**dict(d))
+
+
+class Encoder(nn.Module):
+    """Periodic CNN over the supercell grid, mean+max pooled, MLP head to ``dim`` numbers.
+
+    ``forward`` takes a float tensor ``(n, in_channels, n1, n2)`` (see :func:`states_to_grid`)
+    of any ``n1, n2`` and returns ``(n, dim)``.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        if config.layers < 1 or config.channels < 1 or config.dim < 1 or config.hidden < 1:
+            raise ValueError(f"encoder sizes must be positive: {config}")
+        self.config = config
+        convs: list[nn.Module] = []
+        c_in = config.in_channels
+        for _ in range(config.layers):
+            convs += [nn.Conv2d(c_in, config.channels, 3, padding=1, padding_mode="circular"), nn.SiLU()]
+            c_in = config.channels
+        self.convs = nn.Sequential(*convs)
+        self.head = nn.Sequential(nn.Linear(2 * config.channels, config.hidden), nn.SiLU(),
+                                  nn.Linear(config.hidden, config.dim))
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(n, dim)`` of grids ``(n, in_channels, n1, n2)``."""
+        h = self.convs(grid).flatten(2)  # (n, channels, n1 * n2)
+        pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+        out: torch.Tensor = self.head(pooled)
+        if self.config.normalize:
+            out = nn.functional.normalize(out, dim=1)
+        return out
+
+
+def channel_table(lattice: Lattice) -> NDArray[np.int64]:
+    """``(n_basis, n_kinds + 1)`` int64: input channel of (basis site, code), or -1 for none.
+
+    Channels are numbered basis site by basis site, in kind order within a site (MoS2: 0 Mo->V,
+    1 Mo->W on Mo; 2 S->V, 3 S->Se on bottom S; 4 S->V, 5 S->Se on top S).
+    """
+    table = np.full((lattice.n_basis, lattice.n_kinds + 1), -1, dtype=np.int64)
+    ch = 0
+    for b in range(lattice.n_basis):
+        for code in lattice.allowed_codes(b)[1:]:
+            table[b, code] = ch
+            ch += 1
+    return table
+
+
+def n_channels(lattice: Lattice) -> int:
+    """Number of input channels of ``lattice`` (6 for MoS2)."""
+    return int((channel_table(lattice) >= 0).sum())
+
+
+def states_to_grid(states: torch.Tensor, table: torch.Tensor, supercell: tuple[int, int]) -> torch.Tensor:
+    """One-hot grid ``(n, C, n1, n2)`` float32 of integer placements ``(n, n_sites)``.
+
+    ``table`` is :func:`channel_table` as a tensor on the same device as ``states``.
+    """
+    n1, n2 = supercell
+    n_basis = table.shape[0]
+    n_ch = int((table >= 0).sum())
+    x = states.long().reshape(states.shape[0], n1 * n2, n_basis)
+    ch = table[torch.arange(n_basis, device=states.device)[None, None, :], x]  # (n, cells, basis)
+    ch = torch.where(ch < 0, n_ch, ch)
+    onehot = nn.functional.one_hot(ch, n_ch + 1)[..., :n_ch].sum(dim=2)  # (n, cells, C)
+    return onehot.to(torch.float32).permute(0, 2, 1).reshape(states.shape[0], n_ch, n1, n2)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"``: CUDA when available, else CPU; otherwise the named device."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but torch sees no CUDA device")
+    return dev
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    out_dir: str | Path,
+    encoder: Encoder,
+    lattice: Lattice,
+    training: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> Path:
+    """Writes ``embedder.safetensors`` and ``embedder.json`` into ``out_dir``; returns the folder."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / WEIGHTS_FILE
+    tmp = out / (WEIGHTS_FILE + ".tmp")
+    state = {k: v.detach().to("cpu").contiguous() for k, v in encoder.state_dict().items()}
+    save_file(state, str(tmp), metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)})
+    tmp.chmod(0o644)
+    tmp.replace(weights)
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "lattice": lattice.describe(),
+        "channels": channel_table(lattice).tolist(),
+        "encoder": asdict(encoder.config),
+        "training": dict(training or {}),
+        "metrics": dict(metrics or {}),
+        "weights_file": WEIGHTS_FILE,
+        "weights_sha256": _sha256(weights),
+        "torch_version": torch.__version__,
+    }
+    tmp_meta = out / (META_FILE + ".tmp")
+    tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    tmp_meta.chmod(0o644)
+    tmp_meta.replace(out / META_FILE)
+    return out
+
+
+def read_metadata(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """The checked JSON metadata of a checkpoint folder (or its ``embedder.json``) and its folder."""
+    p = Path(path)
+    meta_path = p / META_FILE if p.is_dir() else p
+    if not meta_path.exists():
+        raise ValueError(f"no embedder checkpoint at {p} (expected {META_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"embedder metadata {meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"{meta_path} is not a defectspace embedder checkpoint")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"embedder checkpoint {meta_path} has format version {version!r}; this "
+                         f"release reads version {FORMAT_VERSION} (retrain with train-embedder)")
+    for key in ("lattice", "encoder", "weights_file", "weights_sha256", "channels"):
+        if key not in meta:
+            raise ValueError(f"embedder metadata {meta_path} lacks {key!r}")
+    return meta, meta_path.parent
+
+
+class Embedder:
+    """A trained :class:`Encoder` with its lattice: placements in, embeddings out.
+
+    Args:
+        encoder: the network (moved to ``device`` and put in eval mode).
+        lattice: the supercell it was trained on.
+        device: where it runs (``"cpu"``, ``"cuda"``, ``"auto"``).
+        metadata: the checkpoint's JSON metadata, if loaded from one.
+    """
+
+    def __init__(self, encoder: Encoder, lattice: Lattice, device: str | torch.device = "cpu",
+                 metadata: Mapping[str, Any] | None = None) -> None:
+        self.device = resolve_device(device)
+        self.encoder = encoder.to(self.device).eval()
+        self.lattice = lattice
+        self.metadata = dict(metadata or {})
+        table = channel_table(lattice)
+        if int((table >= 0).sum()) != encoder.config.in_channels:
+            raise ValueError(f"encoder expects {encoder.config.in_channels} input channels, "
+                             f"{lattice!r} has {int((table >= 0).sum())}")
+        self._table = torch.as_tensor(table, device=self.device)
+        self._canonicalizers: dict[tuple[int, int], Any] = {}
+
+    @property
+    def dim(self) -> int:
+        """Embedding size."""
+        return self.encoder.config.dim
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
+             lattice: Lattice | None = None) -> Embedder:
+        """An embedder from a checkpoint folder (or its ``embedder.json``); None: the shipped one.
+
+        Raises ValueError for a missing or corrupt file, another format version, a weights file
+        whose sha256 differs from the metadata, or (when ``lattice`` is given) another lattice.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        meta, folder = read_metadata(DEFAULT_MODEL_DIR if path is None else path)
+        trained = Lattice.from_description(meta["lattice"])
+        if lattice is not None and not lattice.same_as(trained):
+            raise ValueError(f"embedder checkpoint was trained for {trained!r}, not {lattice!r}")
+        if np.asarray(meta["channels"]).tolist() != channel_table(trained).tolist():
+            raise ValueError("embedder checkpoint's input channels do not match its lattice")
+        weights = folder / str(meta["weights_file"])
+        if not weights.exists():
+            raise ValueError(f"embedder weights {weights} are missing")
+        digest = _sha256(weights)
+        if digest != meta["weights_sha256"]:
+            raise ValueError(f"embedder weights {weights} are corrupt: sha256 {digest[:12]}... does not "
+                             f"match the checkpoint's {str(meta['weights_sha256'])[:12]}...")
+        config = EncoderConfig.from_dict(meta["encoder"])
+        encoder = Encoder(config)
+        try:
+            state = load_file(str(weights))
+            encoder.load_state_dict(state)
+        except (SafetensorError, RuntimeError, OSError) as exc:
+            raise ValueError(f"cannot read embedder weights {weights}: {exc}") from exc
+        return cls(encoder, trained, device, meta)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Writes this embedder as a checkpoint folder (keeps training settings and metrics)."""
+        return save_checkpoint(out_dir, self.encoder, self.lattice, self.metadata.get("training"),
+                               self.metadata.get("metrics"))
+
+    def _lattice_for(self, lattice: Lattice | None) -> Lattice:
+        if lattice is None:
+            return self.lattice
+        if not lattice.with_supercell(self.lattice.supercell).same_as(self.lattice):
+            raise ValueError(f"this embedder was trained for {self.lattice!r}; it cannot embed "
+                             f"placements on {lattice!r} (another crystal or defect set)")
+        return lattice
+
+    def canonicalizer(self, lattice: Lattice | None = None) -> Any:
+        """The (cached) full-group canonicalizer of ``lattice`` (default: the embedder's)."""
+        lat = self._lattice_for(lattice)
+        c = self._canonicalizers.get(lat.supercell)
+        if c is None:
+            from defectspace.canonical import Canonicalizer
+
+            c = self._canonicalizers[lat.supercell] = Canonicalizer(lat)
+        return c
+
+    def embed_tensor(self, states: torch.Tensor, supercell: tuple[int, int] | None = None) -> torch.Tensor:
+        """Embeddings of an integer tensor ``(n, n_sites)`` already on :attr:`device` (with grads
+        if enabled by the caller)."""
+        out: torch.Tensor = self.encoder(states_to_grid(states, self._table,
+                                                        supercell or self.lattice.supercell))
+        return out
+
+    def embed(self, states: ArrayLike, exact: bool = False, batch_size: int = 8192,
+              lattice: Lattice | None = None) -> NDArray[np.float32]:
+        """``(n, dim)`` float32 embeddings of placements ``(n, n_sites)``.
+
+        Args:
+            states: dense placements on ``lattice`` (a single row is a batch of one).
+            exact: embed the exact canonical form of each placement, so that equivalent
+                placements get identical embeddings (costs one canonicalization).
+            batch_size: rows per forward pass.
+            lattice: another supercell of the same crystal (default: the embedder's own).
+        """
+        lat = self._lattice_for(lattice)
+        x = as_states(states, lat)
+        if exact:
+            x = self.canonicalizer(lat).canonicalize(x).canonical
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        out = np.empty((x.shape[0], self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, x.shape[0], batch_size):
+                part = x[start:start + batch_size]
+                if not part.flags.writeable:
+                    part = part.copy()
+                chunk = torch.from_numpy(part).to(self.device)
+                out[start:start + chunk.shape[0]] = self.embed_tensor(chunk, lat.supercell).cpu().numpy()
+        return out
+
+
+# --------------------------------------------------------------------------- command line
+def add_embed_parsers(subparsers: Any) -> None:
+    """Registers ``train-embedder``, ``embed`` and ``plot-embeddings`` on an argparse subparsers."""
+    from defectspace.training import TrainConfig
+
+    d = TrainConfig()
+    p = subparsers.add_parser("train-embedder", help="train the Siamese embedder from scratch")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default: {d.steps})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"anchors per step (default: {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default: {d.lr})")
+    p.add_argument("--loss", choices=["infonce", "margin"], default=d.loss,
+                   help=f"contrastive loss (default: {d.loss})")
+    p.add_argument("--dim", type=int, default=d.dim, help=f"embedding size (default: {d.dim})")
+    p.add_argument("--channels", type=int, default=d.channels,
+                   help=f"convolution channels (default: {d.channels})")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help=f"CPU threads for torch and the core (default: {d.threads})")
+    p.add_argument("--data", default=None,
+                   help="2DMD CSV (id,defects) mixed into training (default: ../shared/data/2dmd/"
+                        "mos2_8x8.csv beside the repository, or none if absent)")
+    p.add_argument("--eval-pairs", type=int, default=d.eval_pairs,
+                   help=f"held-out pairs per density evaluated after training (default: {d.eval_pairs})")
+    p.add_argument("--lattice", default="MoS2", help="preset or unit-cell CIF (default: MoS2)")
+    p.add_argument("--supercell", default="8x8", help="supercell n1xn2 (default: 8x8)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=cmd_train_embedder)
+
+    p = subparsers.add_parser("embed", help="Siamese embeddings of placements (emb_0..emb_<dim-1>)")
+    p.add_argument("input", help="CSV with columns id,defects (2DMD form); other columns are kept")
+    p.add_argument("-o", "--output", required=True, help="output CSV")
+    p.add_argument("--model", default=None, help="embedder checkpoint folder (default: the shipped one)")
+    p.add_argument("--lattice", default=None, help="preset or CIF (default: the model's)")
+    p.add_argument("--supercell", default=None, help="supercell n1xn2 (default: the model's)")
+    p.add_argument("--exact", action="store_true",
+                   help="embed canonical forms: exactly equal embeddings for equivalent placements")
+    p.add_argument("--keep-defects", action="store_true", help="keep all input columns (default: "
+                                                               "id and the other non-defects columns)")
+    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                   help="bad rows: stop (default) or skip them, listed on stderr")
+    p.set_defaults(handler=cmd_embed)
+
+    p = subparsers.add_parser("plot-embeddings",
+                              help="UMAP picture of embeddings, one colour per equivalence class")
+    p.add_argument("-o", "--output", required=True, help="PNG file")
+    p.add_argument("--model", default=None, help="embedder checkpoint folder (default: the shipped one)")
+    p.add_argument("--defects", default="2,3,6,12",
+                   help="defect counts, one panel each (default: 2,3,6,12)")
+    p.add_argument("--classes", type=int, default=12, help="classes per panel (default: 12)")
+    p.add_argument("--images", type=int, default=40, help="symmetry images per class (default: 40)")
+    p.add_argument("--method", choices=["umap", "pca"], default="umap",
+                   help="2D projection (default: umap)")
+    p.add_argument("--exact", action="store_true", help="embed canonical forms")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(handler=cmd_plot_embeddings)
+
+
+def default_data_path() -> Path:
+    """``../shared/data/2dmd/mos2_8x8.csv`` beside the repository root."""
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "2dmd" / "mos2_8x8.csv"
+
+
+def cmd_train_embedder(args: argparse.Namespace) -> int:
+    """Trains an embedder from scratch, evaluates it on held-out pairs and writes the checkpoint."""
+    from defectspace.lattice import resolve_lattice
+    from defectspace.training import TrainConfig, train
+
+    lattice = resolve_lattice(args.lattice, args.supercell)
+    data = args.data
+    if data is None:
+        default = default_data_path()
+        data = str(default) if default.exists() and lattice.name == "MoS2" else ""
+    config = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         loss=args.loss, dim=args.dim, channels=args.channels, threads=args.threads,
+                         data=data, eval_pairs=args.eval_pairs)
+    result = train(config, lattice, device=args.device, progress=not args.no_progress)
+    out = result.embedder.save(args.out)
+    m = result.metrics
+    print(f"trained in {m['train_seconds']:.0f} s; held-out accuracy low {m['low']['accuracy']:.4f} "
+          f"high {m['high']['accuracy']:.4f} -> {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Writes id, the input's other columns and emb_0..emb_<dim-1> for every input row."""
+    from defectspace.io import read_placements, report_errors, write_csv_atomic
+    from defectspace.lattice import resolve_lattice
+
+    embedder = Embedder.load(args.model)
+    lat = embedder.lattice
+    if args.lattice is not None or args.supercell is not None:
+        lat = resolve_lattice(args.lattice or embedder.lattice.name,
+                              args.supercell or "x".join(map(str, embedder.lattice.supercell)))
+        embedder._lattice_for(lat)
+    table = read_placements(args.input, lat, args.on_error)
+    report_errors(table)
+    emb = embedder.embed(table.states, exact=args.exact, lattice=lat)
+    out = table.extra.copy()
+    if not args.keep_defects and "defects" in out.columns:
+        out = out.drop(columns=["defects"])
+    for k in range(emb.shape[1]):
+        out[f"emb_{k}"] = emb[:, k]
+    write_csv_atomic(out, args.output)
+    print(f"embedded {len(out)} placements ({len(table.errors)} skipped) -> {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_plot_embeddings(args: argparse.Namespace) -> int:
+    """Draws the Figure-1-like picture of embeddings (one colour per equivalence class)."""
+    from defectspace.plotting import plot_embeddings
+
+    counts = [int(t) for t in str(args.defects).split(",") if t.strip()]
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--defects must list positive defect counts, got {args.defects!r}")
+    embedder = Embedder.load(args.model)
+    path = plot_embeddings(embedder, args.output, counts, n_classes=args.classes,
+                           n_images=args.images, method=args.method, exact=args.exact, seed=args.seed)
+    print(f"figure -> {path}", file=sys.stderr)
+    return 0
+
+
+def _main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual use
+    parser = argparse.ArgumentParser(prog="defectspace-embedding")
+    add_embed_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.handler(args))

@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+from defectspace import Canonicalizer, Lattice, format_2dmd  # noqa: E402
+from defectspace.embedding import (  # noqa: E402
+    DEFAULT_MODEL_DIR,
+    META_FILE,
+    WEIGHTS_FILE,
+    Embedder,
+    Encoder,
+    EncoderConfig,
+    channel_table,
+    save_checkpoint,
+    states_to_grid,
+)
+from defectspace.training import (  # noqa: E402
+    PairStream,
+    TrainConfig,
+    best_threshold,
+    random_placements,
+    roc_auc,
+    train,
+)
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA is not available"))]
+
+LAT = Lattice.preset("MoS2", (8, 8))
+
+
+@pytest.fixture(autouse=True)
+def _seed_all() -> None:
+    random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 - seeds legacy global-state users too
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def canon() -> Canonicalizer:
+    return Canonicalizer(LAT)
+
+
+def placements(n: int, defects: tuple[int, int], seed: int) -> np.ndarray:
+    return random_placements(LAT, n, defects, np.random.default_rng(seed))
+
+
+def tiny_embedder(device: str = "cpu") -> Embedder:
+    enc = Encoder(EncoderConfig(channels=8, layers=2, hidden=16, dim=12))
+    return Embedder(enc, LAT, device)
+
+
+# --------------------------------------------------------------------------- shipped model
+@pytest.mark.parametrize("device", DEVICES)
+def test_shipped_model_symmetry_images_agree(device: str, canon: Canonicalizer) -> None:
+    emb = Embedder.load(device=device)
+    assert emb.lattice.same_as(LAT) and emb.dim == 12
+    x = np.concatenate([placements(300, (2, 3), 1), placements(300, (4, 24), 2)])
+    images, _ = canon.random_images(x, seed=7)
+    neg, kind = canon.negatives(x, seed=8)
+    e, e_img, e_neg = emb.embed(x), emb.embed(images), emb.embed(neg)
+    assert e.dtype == np.float32 and e.shape == (600, 12)
+    d_pos = np.linalg.norm(e - e_img, axis=1)
+    d_neg = np.linalg.norm(e - e_neg, axis=1)[kind >= 0]
+    # learned invariance: images land close; inequivalent placements are on average far away
+    assert np.median(d_pos) < 0.05
+    assert d_pos.max() < 0.5
+    assert np.median(d_neg) > 10 * np.median(d_pos)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_exact_mode_is_invariant_to_float_precision(device: str, canon: Canonicalizer) -> None:
+    emb = Embedder.load(device=device)
+    x = np.concatenate([placements(100, (1, 3), 3), placements(100, (4, 24), 4)])
+    images, _ = canon.random_images(x, seed=9)
+    a, b = emb.embed(x, exact=True), emb.embed(images, exact=True)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_translations_are_exact_for_learned_mode() -> None:
+    emb = tiny_embedder()
+    c = Canonicalizer(LAT, "translations")
+    x = placements(64, (1, 10), 5)
+    images, _ = c.random_images(x, seed=3)
+    np.testing.assert_allclose(emb.embed(x), emb.embed(images), atol=1e-5)
+
+
+def test_any_supercell_of_the_lattice() -> None:
+    emb = tiny_embedder()
+    for size in [(6, 6), (8, 4), (3, 5)]:
+        lat = LAT.with_supercell(size)
+        x = random_placements(lat, 5, (1, 4), np.random.default_rng(0))
+        out = emb.embed(x, lattice=lat)
+        assert out.shape == (5, 12) and np.isfinite(out).all()
+        exact = emb.embed(x, exact=True, lattice=lat)
+        assert exact.shape == (5, 12)
+    with pytest.raises(ValueError, match="trained for"):
+        emb.embed(np.zeros((1, 192), np.uint8), lattice=Lattice.preset("WSe2", (8, 8)))
+
+
+def test_grid_channels() -> None:
+    table = channel_table(LAT)
+    assert table.tolist() == [[-1, 0, 1, -1, -1], [-1, -1, -1, 2, 3], [-1, -1, -1, 4, 5]]
+    x = np.zeros((1, 192), np.uint8)
+    x[0, 3 * (8 * 2 + 5) + 2] = 4  # top S of cell (2, 5) -> Se
+    x[0, 3 * (8 * 7 + 0) + 0] = 1  # Mo of cell (7, 0) -> vacancy
+    g = states_to_grid(torch.from_numpy(x), torch.as_tensor(table), (8, 8))
+    assert g.shape == (1, 6, 8, 8) and float(g.sum()) == 2.0
+    assert g[0, 5, 2, 5] == 1 and g[0, 0, 7, 0] == 1
+
+
+# --------------------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    emb = tiny_embedder()
+    save_checkpoint(tmp_path, emb.encoder, LAT, {"seed": 3}, {"note": 1.0})
+    back = Embedder.load(tmp_path, lattice=LAT)
+    x = placements(50, (1, 12), 6)
+    np.testing.assert_array_equal(emb.embed(x), back.embed(x))
+    assert back.metadata["training"] == {"seed": 3}
+    assert Embedder.load(tmp_path / META_FILE).dim == 12
+    again = back.save(tmp_path / "again")
+    np.testing.assert_array_equal(Embedder.load(again).embed(x), emb.embed(x))
+
+
+def test_corrupt_weights_are_refused(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, tiny_embedder().encoder, LAT)
+    w = tmp_path / WEIGHTS_FILE
+    raw = bytearray(w.read_bytes())
+    raw[-5] ^= 0xFF
+    w.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="corrupt"):
+        Embedder.load(tmp_path)
+    w.unlink()
+    with pytest.raises(ValueError, match="missing"):
+        Embedder.load(tmp_path)
+
+
+def test_wrong_version_and_garbage_are_refused(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, tiny_embedder().encoder, LAT)
+    meta_path = tmp_path / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["format_version"] = 99
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format version 99"):
+        Embedder.load(tmp_path)
+    meta_path.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Embedder.load(tmp_path)
+    with pytest.raises(ValueError, match="no embedder checkpoint"):
+        Embedder.load(tmp_path / "nowhere")
+
+
+def test_wrong_lattice_is_refused(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, tiny_embedder().encoder, LAT)
+    with pytest.raises(ValueError, match="trained for"):
+        Embedder.load(tmp_path, lattice=Lattice.preset("WSe2", (8, 8)))
+    with pytest.raises(ValueError, match="trained for"):
+        Embedder.load(tmp_path, lattice=LAT.with_supercell((6, 6)))
+
+
+# --------------------------------------------------------------------------- training
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("loss", ["margin", "infonce"])
+def test_training_is_seeded_and_reproducible(device: str, loss: str) -> None:
+    cfg = TrainConfig(steps=4, batch_size=16, channels=8, hidden=16, loss=loss, eval_pairs=64)
+    r1 = train(cfg, LAT, device=device, progress=False)
+    r2 = train(cfg, LAT, device=device, progress=False)
+    assert len(r1.losses) == 4 and all(np.isfinite(r1.losses))
+    x = placements(20, (1, 8), 0)
+    np.testing.assert_allclose(r1.embedder.embed(x), r2.embedder.embed(x), atol=1e-6)
+    assert {"low", "high", "train_seconds"} <= set(r1.metrics)
+    assert r1.embedder.device.type == device
+
+
+def test_pair_stream_is_deterministic_and_verified(canon: Canonicalizer) -> None:
+    s = PairStream(canon, TrainConfig(batch_size=64, seed=5))
+    a, b = s.batch(3), s.batch(3)
+    np.testing.assert_array_equal(a.anchors, b.anchors)
+    assert canon.equivalent(a.anchors, a.positives).all()
+    ok = a.neg_valid
+    assert not canon.equivalent(a.anchors[ok], a.negatives[ok]).any()
+    assert (a.anchor_class[ok] != a.negative_class[ok]).all()
+    assert not np.array_equal(s.batch(4).anchors, a.anchors)
+
+
+def test_metrics_helpers() -> None:
+    assert roc_auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
+    assert roc_auc(np.array([1.0]), np.array([1.0])) == 0.5
+    thr = best_threshold(np.array([0.1, 0.2]), np.array([0.5, 0.9]))
+    assert 0.2 < thr < 0.5
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_embed_and_plot(tmp_path: Path) -> None:
+    from defectspace.cli import main
+
+    x = placements(6, (1, 5), 11)
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"id": [f"r{i}" for i in range(6)], "defects": format_2dmd(x, LAT),
+                  "note": list("abcdef")}).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    assert main(["embed", str(src), "-o", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["id", "note", *[f"emb_{k}" for k in range(12)]]
+    np.testing.assert_allclose(df[[f"emb_{k}" for k in range(12)]].to_numpy(), Embedder.load().embed(x),
+                               atol=1e-6)
+    assert main(["embed", str(src), "-o", str(out), "--exact", "--supercell", "8x8"]) == 0
+    fig = tmp_path / "fig.png"
+    assert main(["plot-embeddings", "-o", str(fig), "--method", "pca", "--defects", "2,5",
+                 "--classes", "4", "--images", "5"]) == 0
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["embed", str(src), "-o", str(out), "--model", str(tmp_path / "none")]) == 2
+
+
+def test_cli_train_embedder(tmp_path: Path) -> None:
+    from defectspace.cli import main
+
+    out = tmp_path / "model"
+    assert main(["train-embedder", "--out", str(out), "--seed", "1", "--steps", "2", "--batch-size", "8",
+                 "--channels", "8", "--eval-pairs", "40", "--no-progress", "--device", "cpu"]) == 0
+    emb = Embedder.load(out)
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["training"]["seed"] == 1 and meta["training"]["steps"] == 2
+    assert emb.encoder.config.channels == 8
+
+
+def test_default_model_is_small() -> None:
+    size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
+    assert size < 1_000_000
