@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from defectspace import Lattice
 from defectspace.placement import counts_vector
 from defectspace.screening import ScreenConfig, format_summary, screen

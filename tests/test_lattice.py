@@ -155,6 +155,7 @@ def test_minimum_image_distances_against_brute_force_images() -> None:
     pos = lat.positions
     cell = lat.supercell_cell
     shifts = np.array([[a, b, 0] for a in range(-2, 3) for b in range(-2, 3)], dtype=float) @ cell
-    brute = np.linalg.norm(pos[:, None, None, :] - pos[None, :, None, :] - shifts[None, None], axis=-1).min(-1)
+    diff = pos[:, None, None, :] - pos[None, :, None, :] - shifts[None, None]
+    brute = np.linalg.norm(diff, axis=-1).min(-1)
     np.testing.assert_allclose(d, brute, atol=1e-9)
     np.testing.assert_allclose(d, d.T, atol=1e-9)
