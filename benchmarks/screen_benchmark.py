@@ -1,6 +1,6 @@
 """One million random placements through the whole screening pipeline, in process and on Dask.
 
-    python benchmarks/screen_benchmark.py [--n 1000000] [--skip-dask]
+    python benchmarks/screen_benchmark.py [--n 1000000] [--mode one|dask]
 
 Mixed defect kinds at low (3 defects) and high (~10 % and ~30 % of sites) density, drawn,
 canonicalized, deduped exactly, embedded by the shipped embedder, scored by the shipped
@@ -31,7 +31,9 @@ COMPOSITIONS = [
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument("--mode", choices=["one", "dask"], default="one",
+                    help="one process, or a Dask LocalCluster of 2 workers (run each mode in its own "
+                         "process so that peak memory is per mode)")
     ap.add_argument("--chunk-size", type=int, default=65536)
     args = ap.parse_args()
     lat = Lattice.preset("MoS2", (8, 8))
@@ -41,7 +43,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, scheduler in [("one process", None), ("Dask LocalCluster, 2 workers", "local")]:
-            if scheduler and args.skip_dask:
+            if (scheduler is None) != (args.mode == "one"):
                 continue
             t = time.perf_counter()
             s = screen(cfg, Path(tmp) / f"{label[:3]}.parquet", scheduler=scheduler, n_workers=2)
@@ -50,7 +52,8 @@ def main() -> None:
             rows.append({"run": label, "placements": s.generated, "distinct": s.distinct,
                          "kept": s.kept, "wall s": round(wall, 1), "target s": 300,
                          "placements/s": round(s.generated / wall),
-                         "peak MiB (driver)": round(s.peak_rss_mib)})
+                         "peak MiB (driver)": round(s.peak_rss_mib),
+                         "peak MiB (largest worker)": round(s.worker_peak_rss_mib)})
     print()
     print(pd.DataFrame(rows).to_markdown(index=False))
 

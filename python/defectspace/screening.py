@@ -110,8 +110,10 @@ class ScreenSummary:
     wall_seconds: float
     stage_seconds: dict[str, float]
     peak_rss_mib: float
-    """Peak resident memory of this process (workers report their own)."""
+    """Peak resident memory of this process."""
     output: str
+    worker_peak_rss_mib: float = 0.0
+    """Largest peak resident memory of a Dask worker (0 without Dask)."""
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -299,7 +301,7 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int,
     t = time.perf_counter()
     states = canon.from_keys(keys_all) if distinct else np.zeros((0, lat.n_sites), np.uint8)
     score = scorer if scorer is not None else default_scorer(cfg.model, cfg.predictors, lat)
-    columns = score(states)
+    columns = _score_in_batches(score, states)
     times["embed + predict"] = time.perf_counter() - t
     t = time.perf_counter()
     keep = np.ones(distinct, dtype=bool)
@@ -333,6 +335,20 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int,
     _atomic_write_table(table, out_path)
     times["filter + write"] = time.perf_counter() - t
     return {"times": times, "distinct": distinct}
+
+
+PARTITION_ROWS = 65536
+"""Placements per key partition chosen by the command line: the memory bound of phase 2."""
+
+SCORE_BATCH = 16384
+"""Rows scored at once: descriptors of dense placements grow with the defect count squared."""
+
+
+def _score_in_batches(score: Scorer, states: NDArray[np.uint8]) -> dict[str, NDArray[Any]]:
+    if len(states) <= SCORE_BATCH:
+        return score(states)
+    parts = [score(states[i:i + SCORE_BATCH]) for i in range(0, len(states), SCORE_BATCH)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def default_scorer(model: str | None, predictors: str | None, lattice: Lattice) -> Scorer:
@@ -397,6 +413,13 @@ class Runner:
                     bar.update()
         finally:
             bar.close()
+
+    def worker_peak_rss_mib(self) -> float:
+        """Largest peak resident memory among the Dask workers (0 without Dask)."""
+        if self.client is None:
+            return 0.0
+        peaks = self.client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return float(max(peaks.values(), default=0.0))
 
     def close(self) -> None:
         if self.client is not None:
@@ -471,6 +494,7 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
         for result in runner.map(run_partition, part_args, "embed + predict", "partition"):
             times.add(result["times"])
             distinct += result["distinct"]
+        worker_peak = runner.worker_peak_rss_mib()
     finally:
         runner.close()
     t = time.perf_counter()
@@ -498,7 +522,7 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
         shutil.rmtree(work, ignore_errors=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return ScreenSummary(generated, skipped, distinct, kept, time.perf_counter() - t0, times.seconds,
-                         peak, str(out))
+                         peak, str(out), worker_peak)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -536,7 +560,9 @@ def add_screen_parser(subparsers: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="output Parquet file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=int, default=65536)
-    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--partitions", type=int, default=0,
+                   help="key partitions (default: one per 65536 placements, at least 8), which "
+                        "bound the memory of the embed + predict phase")
     p.add_argument("--scheduler", default="none",
                    help="'none' (this process, default), 'local' (a Dask LocalCluster) or a Dask "
                         "scheduler address such as tcp://host:8786")
@@ -559,8 +585,8 @@ def run_screen(args: argparse.Namespace, parse_counts: Callable[[str], dict[str,
         raise ValueError("--random and --exhaustive need at least one --counts")
     if args.random is not None and args.random < 0:
         raise ValueError(f"--random must be >= 0, got {args.random}")
-    if args.chunk_size < 1 or args.partitions < 1:
-        raise ValueError("--chunk-size and --partitions must be positive")
+    if args.chunk_size < 1 or args.partitions < 0:
+        raise ValueError("--chunk-size must be positive and --partitions non-negative")
     source = "random" if args.random is not None else "exhaustive" if args.exhaustive else "file"
     input_path = None
     table = None
@@ -568,8 +594,17 @@ def run_screen(args: argparse.Namespace, parse_counts: Callable[[str], dict[str,
         input_path = str(Path(args.input).resolve())
         if input_path.endswith(".parquet"):
             table = _read_parquet_input(Path(input_path), lat, args.on_error)
+    partitions = args.partitions
+    if partitions == 0:
+        if source == "file" and table is None:
+            from defectspace.io import read_placements, report_errors
+
+            table = read_placements(input_path or "", lat, "skip" if args.on_error == "skip" else "fail")
+            report_errors(table)
+        total = args.random if source == "random" else len(table.ids) if table is not None else 0
+        partitions = max(8, -(-int(total) // PARTITION_ROWS))
     cfg = ScreenConfig(lat.describe(), source, comps, args.random or 0, input_path, args.seed,
-                       args.chunk_size, args.partitions, args.subgroup, _parse_ranges(args.keep),
+                       args.chunk_size, partitions, args.subgroup, _parse_ranges(args.keep),
                        args.model, args.predictors, args.on_error)
     summary = screen(cfg, args.output, scheduler=None if args.scheduler == "none" else args.scheduler,
                      n_workers=args.workers, keep_work=args.keep_work, table=table)
@@ -599,7 +634,8 @@ def format_summary(s: ScreenSummary) -> str:
     """A short human-readable report of a run."""
     lines = [f"screened {s.generated:,} placements ({s.skipped} skipped): {s.distinct:,} distinct, "
              f"{s.kept:,} kept -> {s.output}",
-             f"wall {s.wall_seconds:.1f} s, peak memory {s.peak_rss_mib:.0f} MiB (this process)"]
+             f"wall {s.wall_seconds:.1f} s, peak memory {s.peak_rss_mib:.0f} MiB (this process)"
+             + (f", {s.worker_peak_rss_mib:.0f} MiB (largest Dask worker)" if s.worker_peak_rss_mib else "")]
     for k, v in s.stage_seconds.items():
         lines.append(f"  {k:<16} {v:8.2f} s")
     return "\n".join(lines)
