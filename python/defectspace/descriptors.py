@@ -68,24 +68,14 @@ def site_charges(states: ArrayLike, lattice: Lattice) -> NDArray[np.float64]:
 
 
 def periodic_distances(lattice: Lattice) -> NDArray[np.float64]:
-    """(n_sites, n_sites) true minimum-image distances (in-plane periodic, z included).
-
-    Rounding fractional differences is not enough on oblique cells (gamma = 120 degrees for the
-    hexagonal presets); this takes the shortest of the 3 x 3 neighbouring images instead.
-    """
+    """(n_sites, n_sites) minimum-image distances (in-plane periodic, z included), a copy of
+    :meth:`Lattice.minimum_image_distances` cached per lattice."""
     return _periodic_distances(lattice).copy()
 
 
 @functools.lru_cache(maxsize=8)
 def _periodic_distances(lattice: Lattice) -> NDArray[np.float64]:
-    frac = lattice.fractional_positions
-    delta = frac[:, None, :] - frac[None, :, :]
-    delta[..., :2] -= np.round(delta[..., :2])
-    best = np.full(delta.shape[:2], np.inf)
-    for a in (-1.0, 0.0, 1.0):
-        for b in (-1.0, 0.0, 1.0):
-            shifted = delta + np.array([a, b, 0.0])
-            best = np.minimum(best, np.linalg.norm(shifted @ lattice.supercell_cell, axis=-1))
+    best = lattice.minimum_image_distances()
     best.setflags(write=False)
     return best
 
