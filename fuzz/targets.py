@@ -11,7 +11,6 @@ import io
 import warnings
 
 import numpy as np
-
 from defectspace import Canonicalizer, Lattice, parse_2dmd
 from defectspace.placement import PlacementError
 
@@ -115,7 +114,6 @@ def canonical_target(data: bytes) -> None:
 def structure_target(data: bytes) -> None:
     """CIF text through reading and mapping onto the MoS2 lattice."""
     import ase.io
-
     from defectspace.structure import map_structure
 
     lat = canonicalizer(2, 2, "full").lattice
