@@ -185,8 +185,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every sub-command."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; of the heavy sub-commands only the one named in ``argv`` is loaded."""
     from defectspace import __version__
 
     parser = argparse.ArgumentParser(
@@ -232,45 +232,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--supercell", default="8x8")
     p.set_defaults(handler=cmd_export)
 
-    for register in _optional_commands():
-        try:
-            register(sub)
-        except ModuleNotFoundError as exc:
-            if not (exc.name or "").startswith("defectspace"):
-                raise
+    _add_optional_commands(sub, argv)
     return parser
 
 
-def _optional_commands() -> list[Callable[[Any], None]]:
-    """Sub-commands of modules with heavier dependencies, registered when they import."""
-    registrars: list[Callable[[Any], None]] = []
-    for module, attr in [("defectspace.embedding", "add_embed_parsers"),
-                         ("defectspace.labeling", "add_label_parser"),
-                         ("defectspace.predict", "add_predict_parsers"),
-                         ("defectspace.screening", "add_screen_parser")]:
+# Sub-commands living in modules with heavy imports (torch, ase.io): (module, registrar, help).
+# Only the module of the command being run is imported; the others are listed by name.
+_OPTIONAL: dict[str, tuple[str, str, str]] = {
+    "train-embedder": ("defectspace.embedding", "add_embed_parsers", "train the Siamese embedder from scratch"),
+    "embed": ("defectspace.embedding", "add_embed_parsers", "Siamese embeddings of placements"),
+    "plot-embeddings": ("defectspace.embedding", "add_embed_parsers", "UMAP figure of embeddings (PNG)"),
+    "predict": ("defectspace.predict", "add_predict_parsers",
+                "predict HOMO-LUMO gap and formation energy"),
+    "label": ("defectspace.labeling", "add_label_parser", "label structures with a physics engine"),
+    "screen": ("defectspace.screening", "add_screen_parser",
+               "generate, canonicalize, dedupe, embed, predict and filter placements"),
+}
+
+
+def _add_optional_commands(sub: Any, argv: Sequence[str] | None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    wanted = next((a for a in args if not a.startswith("-")), None)
+    if wanted in _OPTIONAL:
+        module, attr, _ = _OPTIONAL[wanted]
         try:
-            mod = __import__(module, fromlist=[attr])
+            register = getattr(__import__(module, fromlist=[attr]), attr)
         except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("defectspace"):
-                continue  # that part of the package is not there
-            registrars.append(_missing_dependency(module, attr, exc))
-            continue
-        fn = getattr(mod, attr, None)
-        if fn is not None:
-            registrars.append(fn)
-    return registrars
+            if (exc.name or "").startswith("defectspace"):
+                raise
+            register = _missing_dependency(wanted, exc)
+        register(sub)
+    for name, (_, _, help_text) in _OPTIONAL.items():
+        if name not in sub.choices:  # listed for --help; running it imports its module
+            sub.add_parser(name, help=help_text, add_help=False)
 
 
-def _missing_dependency(module: str, attr: str, exc: ModuleNotFoundError) -> Callable[[Any], None]:
-    names = {"defectspace.embedding": ["train-embedder", "embed", "plot-embeddings"],
-             "defectspace.labeling": ["label"], "defectspace.predict": ["predict"],
-             "defectspace.screening": ["screen"]}[module]
-
+def _missing_dependency(name: str, exc: ModuleNotFoundError) -> Callable[[Any], None]:
     def register(sub: Any) -> None:
-        for name in names:
-            p = sub.add_parser(name, help=f"(needs {exc.name}: pip install {exc.name})")
-            message = f"{name} needs the {exc.name} package"
-            p.set_defaults(handler=lambda args, message=message: _fail(message))
+        p = sub.add_parser(name, help=f"(needs {exc.name})")
+        message = f"{name} needs the {exc.name} package: pip install 'defectspace[all]'"
+        p.set_defaults(handler=lambda args: _fail(message))
     return register
 
 
@@ -281,7 +282,7 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code (2 for bad input, with a one-line message)."""
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
