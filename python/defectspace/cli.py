@@ -239,7 +239,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 # Sub-commands living in modules with heavy imports (torch, ase.io): (module, registrar, help).
 # Only the module of the command being run is imported; the others are listed by name.
 _OPTIONAL: dict[str, tuple[str, str, str]] = {
-    "train-embedder": ("defectspace.embedding", "add_embed_parsers", "train the Siamese embedder from scratch"),
+    "train-embedder": ("defectspace.embedding", "add_embed_parsers",
+                       "train the Siamese embedder from scratch"),
     "embed": ("defectspace.embedding", "add_embed_parsers", "Siamese embeddings of placements"),
     "plot-embeddings": ("defectspace.embedding", "add_embed_parsers", "UMAP figure of embeddings (PNG)"),
     "predict": ("defectspace.predict", "add_predict_parsers",
