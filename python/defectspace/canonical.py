@@ -9,7 +9,8 @@ whole bytes. A site's code is 0 for the host atom and ``1, 2, ...`` for the defe
 host element in the lattice's kind order (MoS2: Mo sites ``1 = V, 2 = W``; S sites
 ``1 = V, 2 = Se``; ``b = 2``, 48 bytes for 8x8). The canonical placement is the smallest image,
 in the order defined by the core (see ``cpp/src/canonical.cpp``), among the images that bring an
-anchor defect (of the rarest kind, then the smallest code) to the smallest representative site.
+anchor defect (of the rarest kind, then the smallest code) to the smallest representative site,
+narrowed by invariants only (environment signatures, a second anchor), so the result is exact.
 As a string a key is ``"ds1:" + hex``. Keys compare only under the same lattice, supercell,
 defect kinds and symmetry group.
 """
