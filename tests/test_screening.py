@@ -172,3 +172,18 @@ def test_partitions_are_a_function_of_the_key() -> None:
     images, _ = c.random_images(x, seed=1)
     np.testing.assert_array_equal(partition_of(c.keys(x), 7), partition_of(c.keys(images), 7))
     assert len(set(partition_of(c.keys(x), 7).tolist())) == 7
+
+
+def test_parquet_input_rows_are_checked_like_csv(tmp_path: Path) -> None:
+    from defectspace.io import InputError, read_placements
+
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"id": ["a", "b", "c"],
+                  "defects": ["vac:17:S->V", "vac:0:S->V", "vac:5:S->V"]}).to_parquet(src)
+    with pytest.raises(InputError, match="row 2 \\(id b\\): site 0 holds Mo, not S"):
+        read_placements(src, LAT)
+    table = read_placements(src, LAT, "skip")
+    assert table.ids == ["a", "c"] and table.errors[0][:2] == (2, "b")
+    s = screen(config(source="file", input_path=str(src), n=0, compositions=()),
+               tmp_path / "o.parquet", scorer=fake_scorer, table=table)
+    assert s.generated == 2 and s.distinct == 1

@@ -51,7 +51,7 @@ def is_structure_input(path: Path) -> bool:
 
 
 def read_placements(path: str | Path, lattice: Lattice, on_error: OnError = "fail") -> PlacementTable:
-    """Placements from a CSV with ``id,defects`` (2DMD form) or from CIF structures.
+    """Placements from a CSV or Parquet table with ``id,defects`` (2DMD form) or from CIF structures.
 
     Rows that cannot be parsed raise :class:`InputError` naming their line (``on_error="fail"``)
     or are listed in :attr:`PlacementTable.errors` (``"skip"``); none is dropped silently.
@@ -62,16 +62,26 @@ def read_placements(path: str | Path, lattice: Lattice, on_error: OnError = "fai
         raise InputError(f"input {p} does not exist")
     if is_structure_input(p):
         return _read_structures(p, lattice, on_error)
-    return _read_csv(p, lattice, on_error)
+    return _read_table(p, lattice, on_error)
 
 
-def _read_csv(path: Path, lattice: Lattice, on_error: OnError) -> PlacementTable:
+def _read_table(path: Path, lattice: Lattice, on_error: OnError) -> PlacementTable:
+    """A CSV or Parquet table with id,defects; errors name the CSV line or the Parquet row."""
     import pandas as pd
 
+    parquet = path.suffix.lower() == ".parquet"
     try:
-        df = pd.read_csv(path, dtype={"id": str, "defects": str}, keep_default_na=False)
-    except Exception as exc:  # pandas raises several parser error types
-        raise InputError(f"cannot read CSV {path}: {exc}") from exc
+        if parquet:
+            df = pd.read_parquet(path)
+            for col in ("id", "defects"):
+                if col in df.columns:
+                    df[col] = df[col].fillna("").astype(str)
+        else:
+            df = pd.read_csv(path, dtype={"id": str, "defects": str}, keep_default_na=False)
+    except Exception as exc:  # pandas and pyarrow raise several parser error types
+        raise InputError(f"cannot read {'Parquet' if parquet else 'CSV'} {path}: {exc}") from exc
+    # the place of row r in the file: CSV line (header is line 1) or 1-based Parquet row
+    where, first = ("row", 1) if parquet else ("line", 2)
     missing = [c for c in ("id", "defects") if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
@@ -87,18 +97,18 @@ def _read_csv(path: Path, lattice: Lattice, on_error: OnError) -> PlacementTable
             try:
                 states[r] = parse_2dmd([text], lattice)[0]
             except PlacementError as exc:
-                line = r + 2  # header is line 1
+                line = r + first
                 reason = str(exc).removeprefix("row 0: ")
                 if on_error == "fail":
-                    raise InputError(f"{path}, line {line} (id {ids[r]}): {reason}") from None
+                    raise InputError(f"{path}, {where} {line} (id {ids[r]}): {reason}") from None
                 errors.append((line, ids[r], reason))
                 keep[r] = False
     dup = df["id"].duplicated(keep="first").to_numpy() & keep
     for r in map(int, np.flatnonzero(dup)):
         reason = f"duplicate id {ids[r]!r}"
         if on_error == "fail":
-            raise InputError(f"{path}, line {r + 2}: {reason}")
-        errors.append((int(r) + 2, str(ids[r]), reason))
+            raise InputError(f"{path}, {where} {r + first}: {reason}")
+        errors.append((r + first, str(ids[r]), reason))
         keep[r] = False
     kept = df[keep].reset_index(drop=True)
     return PlacementTable([str(i) for i in kept["id"]], np.ascontiguousarray(states[keep]), kept,

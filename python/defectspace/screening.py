@@ -177,7 +177,7 @@ def _atomic_write_table(table: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _chunk_done(work: Path, chunk: int, n_partitions: int) -> bool:
+def _chunk_done(work: Path, chunk: int) -> bool:
     return (work / "keys" / f"done-c{chunk:06d}").exists()
 
 
@@ -188,7 +188,7 @@ def run_chunk(cfg_json: str, work: str, chunk: int, placements: NDArray[np.uint8
 
     cfg = ScreenConfig(**_from_json(cfg_json))
     work_dir = Path(work)
-    if _chunk_done(work_dir, chunk, cfg.n_partitions):
+    if _chunk_done(work_dir, chunk):
         return {}
     lat = _lattice(cfg.lattice)
     canon = Canonicalizer(lat, cfg.subgroup)
@@ -485,7 +485,7 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
                 n_rows, n_chunks = cfg.n, _n_chunks(cfg)
             args = [(cfg_json, str(work), c) for c in range(n_chunks)]
             generated = n_rows
-        todo = [a for a in args if not _chunk_done(work, a[2], cfg.n_partitions)]
+        todo = [a for a in args if not _chunk_done(work, a[2])]
         for result in runner.map(run_chunk, todo, "canonicalize", "chunk"):
             times.add(result)
         distinct = 0
@@ -591,16 +591,13 @@ def run_screen(args: argparse.Namespace, parse_counts: Callable[[str], dict[str,
     input_path = None
     table = None
     if source == "file":
+        from defectspace.io import read_placements, report_errors
+
         input_path = str(Path(args.input).resolve())
-        if input_path.endswith(".parquet"):
-            table = _read_parquet_input(Path(input_path), lat, args.on_error)
+        table = read_placements(input_path, lat, "skip" if args.on_error == "skip" else "fail")
+        report_errors(table)
     partitions = args.partitions
     if partitions == 0:
-        if source == "file" and table is None:
-            from defectspace.io import read_placements, report_errors
-
-            table = read_placements(input_path or "", lat, "skip" if args.on_error == "skip" else "fail")
-            report_errors(table)
         total = args.random if source == "random" else len(table.ids) if table is not None else 0
         partitions = max(8, -(-int(total) // PARTITION_ROWS))
     cfg = ScreenConfig(lat.describe(), source, comps, args.random or 0, input_path, args.seed,
@@ -610,24 +607,6 @@ def run_screen(args: argparse.Namespace, parse_counts: Callable[[str], dict[str,
                      n_workers=args.workers, keep_work=args.keep_work, table=table)
     print(format_summary(summary), file=sys.stderr)
     return 0
-
-
-def _read_parquet_input(path: Path, lattice: Lattice, on_error: str) -> Any:
-    import pandas as pd
-
-    from defectspace.io import InputError, PlacementTable, _read_csv, report_errors
-
-    df = pd.read_parquet(path)
-    tmp = path.with_name(f".{path.name}.csv.tmp")
-    try:
-        df.to_csv(tmp, index=False)
-        table: PlacementTable = _read_csv(tmp, lattice, "fail" if on_error == "fail" else "skip")
-    except InputError as exc:
-        raise InputError(str(exc).replace(str(tmp), str(path))) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    report_errors(table)
-    return table
 
 
 def format_summary(s: ScreenSummary) -> str:
