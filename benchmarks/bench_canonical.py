@@ -27,20 +27,12 @@ def batch(name: str, n: int) -> np.ndarray:
     return c.sample(WORKLOADS[name], n, seed=0)
 
 
+@pytest.mark.parametrize("threads", [1, 0], ids=["one-thread", "all-cores"])
 @pytest.mark.parametrize("name", list(WORKLOADS))
-def test_cpp_one_thread(benchmark, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_cpp(benchmark, name: str, threads: int) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = f"canonicalize-{name}"
     benchmark.extra_info["placements"] = 10_000
-    c = Canonicalizer(Lattice.preset("MoS2", (8, 8)), n_threads=1)
-    keys = benchmark(c.keys, batch(name, 10_000))
-    assert keys.shape == (10_000, 48)
-
-
-@pytest.mark.parametrize("name", list(WORKLOADS))
-def test_cpp_all_cores(benchmark, name: str) -> None:  # type: ignore[no-untyped-def]
-    benchmark.group = f"canonicalize-{name}"
-    benchmark.extra_info["placements"] = 10_000
-    c = Canonicalizer(Lattice.preset("MoS2", (8, 8)), n_threads=0)
+    c = Canonicalizer(Lattice.preset("MoS2", (8, 8)), n_threads=threads)
     keys = benchmark(c.keys, batch(name, 10_000))
     assert keys.shape == (10_000, 48)
 
