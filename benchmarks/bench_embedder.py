@@ -2,7 +2,9 @@
 
     python -m pytest benchmarks/bench_embedder.py --benchmark-enable
 
-* ``embed``: placements/s of the shipped model, learned and exact (canonical form) mode.
+* ``embed``: placements/s of the shipped (point-group equivariant) model, learned and exact
+  (canonical form) mode, beside the paper's plain CNN of the same width (untrained; same cost
+  whatever its weights) as the baseline.
 * ``train-step``: generating one step's pairs in the core versus one optimizer step, to show pair
   generation is not the bottleneck (it also runs in a background thread during training).
 """
@@ -34,11 +36,14 @@ def batch() -> np.ndarray:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("exact", [False, True])
-def test_embed_throughput(benchmark, exact: bool, threads: int) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("model", "exact"), [("shipped", False), ("shipped", True), ("cnn", False)])
+def test_embed_throughput(benchmark, model: str, exact: bool, threads: int) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = "embed"
     benchmark.extra_info["placements"] = N
-    emb = Embedder.load()
+    if model == "shipped":
+        emb = Embedder.load()
+    else:
+        emb = Embedder(Encoder(TrainConfig(architecture="cnn").encoder_config(LAT)), LAT)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -62,7 +67,7 @@ def test_training_step(benchmark) -> None:  # type: ignore[no-untyped-def]
     cfg = TrainConfig()
     torch.set_num_threads(cfg.threads)
     pb = PairStream(Canonicalizer(LAT, n_threads=1), cfg).batch(0)
-    enc = Encoder(cfg.encoder_config(LAT))
+    enc = Encoder(cfg.encoder_config(LAT), LAT)
     emb = Embedder(enc, LAT, "cpu")
     enc.train()
     opt = torch.optim.AdamW(enc.parameters(), lr=1e-3)

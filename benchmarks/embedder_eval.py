@@ -64,7 +64,7 @@ def report(name: str, d_pos: np.ndarray, d_neg: np.ndarray, hard: np.ndarray, ke
     ratio = tp.max() / tn.min() if tn.min() > 0 else float("inf")
     hard_min = tn[th].min() if th.any() else float("nan")
     print(f"  {name:<28} test pairs {tp.size:>6}+{tn.size:<6} acc {acc:.5f}  AUC {roc_auc(-tp, -tn):.6f}  "
-          f"max d_eq {tp.max():.4f}  min d_ineq {tn.min():.4f} (hard {hard_min:.4f})  ratio {ratio:.3f}")
+          f"max d_eq {tp.max():.2e}  min d_ineq {tn.min():.4f} (hard {hard_min:.4f})  ratio {ratio:.2e}")
 
 
 def main() -> None:

@@ -4,12 +4,12 @@
 #
 #   nohup scripts/run_labeling.sh > ~/.cache/defectspace/labeling/run_labeling.log 2>&1 &
 #
-# Order, ONE worker in total, niced: (1) SevenNet-0 energies / formation energies of all 6433
-# MoS2 8x8 configurations (rows with DFT formation energies first, then DFT gaps, then the rest);
-# (2) GFN1-xTB gaps of the 500 high-density configurations; (3) xTB gaps of the low-density rows
-# with a DFT gap (rows with DFT formation energies first). xTB runs with Debian's OpenBLAS
+# Order, $WORKERS workers (default 1), niced: (1) SevenNet-0 energies / formation energies of all
+# 6433 MoS2 8x8 configurations (rows with DFT formation energies first, then DFT gaps, then the
+# rest); (2) GFN1-xTB gaps of 240 high-density configurations, then of the low-density rows with
+# a DFT gap (rows with DFT formation energies first), then of the other 260 high-density ones. xTB runs with Debian's OpenBLAS
 # preloaded when present (apt-get install libopenblas0-serial; see labeling.find_openblas).
-# Environment: DEFECTSPACE_2DMD_DIR (default <repo>/../shared/data/2dmd), PYTHON (default python).
+# Environment: WORKERS (default 1), DEFECTSPACE_2DMD_DIR (default <repo>/../shared/data/2dmd), PYTHON (default python).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA="${DEFECTSPACE_2DMD_DIR:-$REPO/../shared/data/2dmd}"
@@ -32,13 +32,14 @@ import sys, pandas as pd
 d = pd.read_csv(sys.argv[1]); work = sys.argv[2]
 fe = d.formation_energy_per_site.notna(); gap = d.homo_lumo_gap.notna(); low = d.density == "low"
 sevenn = pd.concat([d[fe].id, d[gap & ~fe].id, d[~gap & ~fe].id])
-xtb = pd.concat([d[~low].id, d[low & fe].id, d[low & gap & ~fe].id])
+high = d[~low].id
+xtb = pd.concat([high[:240], d[low & gap & fe].id, d[low & gap & ~fe].id, high[240:]])
 assert sevenn.is_unique and len(sevenn) == len(d)
 open(f"{work}/ids_sevenn.txt", "w").write("\n".join(sevenn) + "\n")
 open(f"{work}/ids_xtb.txt", "w").write("\n".join(xtb) + "\n")
 PYEOF
 
-LABEL=(nice -n 19 "$PY" "$REPO/python/defectspace/labeling.py" label "$DATA/mos2_8x8.csv" --workers 1 --no-progress)
+LABEL=(nice -n 19 "$PY" "$REPO/python/defectspace/labeling.py" label "$DATA/mos2_8x8.csv" --workers "${WORKERS:-1}" --no-progress)
 echo "[$(date -Is)] sevenn start"
 "${LABEL[@]}" --engine sevenn --ids-from "$WORK/ids_sevenn.txt" -o "$LABELS/sevenn_mos2_8x8.csv"
 echo "[$(date -Is)] xtb start"

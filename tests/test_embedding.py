@@ -16,6 +16,7 @@ from defectspace.embedding import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     META_FILE,
     WEIGHTS_FILE,
+    AnchorPointGroup,
     Embedder,
     Encoder,
     EncoderConfig,
@@ -71,10 +72,12 @@ def test_shipped_model_symmetry_images_agree(device: str, canon: Canonicalizer) 
     assert e.dtype == np.float32 and e.shape == (600, 12)
     d_pos = np.linalg.norm(e - e_img, axis=1)
     d_neg = np.linalg.norm(e - e_neg, axis=1)[kind >= 0]
-    # learned invariance: images land close; inequivalent placements are on average far away
-    assert np.median(d_pos) < 0.05
-    assert d_pos.max() < 0.5
-    assert np.median(d_neg) > 10 * np.median(d_pos)
+    # the shipped encoder is point-group equivariant: images agree to float rounding, and every
+    # verified-inequivalent partner (half of them one defect moved nearby) lies far beyond that
+    assert emb.encoder.config.architecture == "equivariant"
+    assert d_pos.max() < 1e-4
+    assert d_neg.min() > 10 * d_pos.max()
+    assert np.median(d_neg) > 0.1
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -92,6 +95,40 @@ def test_translations_are_exact_for_learned_mode() -> None:
     x = placements(64, (1, 10), 5)
     images, _ = c.random_images(x, seed=3)
     np.testing.assert_allclose(emb.embed(x), emb.embed(images), atol=1e-5)
+
+
+def test_point_group_fixing_the_metal_site() -> None:
+    g = AnchorPointGroup.of(LAT)
+    assert g.order == 12  # D3h
+    assert np.array_equal(g.rotations[0], np.eye(3))
+    n = g.order
+    assert all(sorted(row) == list(range(n)) for row in g.mul.tolist())  # a Latin square
+    assert np.array_equal(g.mul[np.arange(n), g.inv], np.zeros(n, dtype=np.int64))
+    for a in range(n):  # associativity
+        for b in range(n):
+            assert np.array_equal(g.mul[g.mul[a, b]], g.mul[a][g.mul[b]])
+
+
+@pytest.mark.parametrize("size", [(8, 8), (6, 6), (3, 3), (1, 1)])
+def test_equivariant_encoder_is_invariant_by_construction(size: tuple[int, int]) -> None:
+    lat = LAT.with_supercell(size)
+    enc = Encoder(EncoderConfig(architecture="equivariant", channels=24, layers=3, hidden=16), lat)
+    emb = Embedder(enc, lat)  # untrained: the invariance is the architecture's
+    hi = max(1, min(24, lat.n_sites // 4))
+    x = np.concatenate([random_placements(lat, 100, (1, min(3, hi)), np.random.default_rng(1)),
+                        random_placements(lat, 100, (1, hi), np.random.default_rng(2))])
+    images, _ = Canonicalizer(lat).random_images(x, seed=4)
+    a, b = emb.embed(x), emb.embed(images)
+    np.testing.assert_allclose(a, b, atol=2e-6)
+    # ... and not constant: different placements differ by much more than rounding
+    assert np.median(np.linalg.norm(a[:100] - a[100:], axis=1)) > 1e-3
+
+
+def test_equivariant_channels_must_fill_the_orientations() -> None:
+    with pytest.raises(ValueError, match="multiple of the 12 point operations"):
+        Encoder(EncoderConfig(architecture="equivariant", channels=20), LAT)
+    with pytest.raises(ValueError, match="needs its lattice"):
+        Encoder(EncoderConfig(architecture="equivariant"))
 
 
 def test_any_supercell_of_the_lattice() -> None:
@@ -169,9 +206,11 @@ def test_wrong_lattice_is_refused(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- training
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("loss", ["margin", "infonce"])
-def test_training_is_seeded_and_reproducible(device: str, loss: str) -> None:
-    cfg = TrainConfig(steps=4, batch_size=16, channels=8, hidden=16, loss=loss, eval_pairs=64)
+@pytest.mark.parametrize(("loss", "architecture"),
+                         [("margin", "equivariant"), ("infonce", "equivariant"), ("margin", "cnn")])
+def test_training_is_seeded_and_reproducible(device: str, loss: str, architecture: str) -> None:
+    cfg = TrainConfig(steps=4, batch_size=16, channels=12, hidden=16, loss=loss, eval_pairs=64,
+                      architecture=architecture)
     r1 = train(cfg, LAT, device=device, progress=False)
     r2 = train(cfg, LAT, device=device, progress=False)
     assert len(r1.losses) == 4 and all(np.isfinite(r1.losses))
@@ -179,6 +218,7 @@ def test_training_is_seeded_and_reproducible(device: str, loss: str) -> None:
     np.testing.assert_allclose(r1.embedder.embed(x), r2.embedder.embed(x), atol=1e-6)
     assert {"low", "high", "train_seconds"} <= set(r1.metrics)
     assert r1.embedder.device.type == device
+    assert r1.embedder.encoder.config.architecture == architecture
 
 
 def test_pair_stream_is_deterministic_and_verified(canon: Canonicalizer) -> None:
@@ -226,11 +266,14 @@ def test_cli_train_embedder(tmp_path: Path) -> None:
 
     out = tmp_path / "model"
     assert main(["train-embedder", "--out", str(out), "--seed", "1", "--steps", "2", "--batch-size", "8",
-                 "--channels", "8", "--eval-pairs", "40", "--no-progress", "--device", "cpu"]) == 0
+                 "--channels", "12", "--eval-pairs", "40", "--no-progress", "--device", "cpu"]) == 0
     emb = Embedder.load(out)
     meta = json.loads((out / META_FILE).read_text())
     assert meta["training"]["seed"] == 1 and meta["training"]["steps"] == 2
-    assert emb.encoder.config.channels == 8
+    assert emb.encoder.config.channels == 12 and emb.encoder.config.architecture == "equivariant"
+    # 8 channels cannot hold the 12 orientations: a clear error, exit status 2
+    assert main(["train-embedder", "--out", str(tmp_path / "bad"), "--steps", "2", "--channels", "8",
+                 "--no-progress"]) == 2
 
 
 def test_default_model_is_small() -> None:

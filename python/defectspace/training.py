@@ -48,7 +48,7 @@ class TrainConfig:
     """Hyperparameters of :func:`train` (stored in the checkpoint's JSON)."""
 
     seed: int = 0
-    steps: int = 5000
+    steps: int = 3000
     """Optimizer steps."""
     batch_size: int = 256
     """Anchors per step (each brings a positive and a negative)."""
@@ -61,6 +61,11 @@ class TrainConfig:
     """InfoNCE temperature."""
     margin: float = 0.5
     """Margin of the ``"margin"`` loss (embeddings have unit length)."""
+    architecture: str = "equivariant"
+    """``"equivariant"`` (point-group convolutions, invariant by construction) or ``"cnn"`` (the
+    paper's free kernels, invariance learned)."""
+    radius: float = 6.1
+    """Angstrom that the first layer of the ``"equivariant"`` encoder sees around a cell."""
     dim: int = 12
     channels: int = 24
     layers: int = 3
@@ -83,7 +88,8 @@ class TrainConfig:
     def encoder_config(self, lattice: Lattice) -> EncoderConfig:
         """The encoder these settings train on ``lattice``."""
         return EncoderConfig(in_channels=n_channels(lattice), channels=self.channels,
-                             layers=self.layers, hidden=self.hidden, dim=self.dim, normalize=True)
+                             layers=self.layers, hidden=self.hidden, dim=self.dim, normalize=True,
+                             architecture=self.architecture, radius=self.radius)
 
 
 @dataclass
@@ -285,7 +291,7 @@ def train(config: TrainConfig, lattice: Lattice, device: str | torch.device | No
         c = Canonicalizer(lattice, n_threads=max(1, config.threads))
         data = load_2dmd_states(config.data, lattice) if config.data else None
         stream = PairStream(c, config, data)
-        encoder = Encoder(config.encoder_config(lattice)).to(dev)
+        encoder = Encoder(config.encoder_config(lattice), lattice).to(dev)
         embedder = Embedder(encoder, lattice, dev)
         encoder.train()
         opt = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
