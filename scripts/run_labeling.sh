@@ -6,9 +6,10 @@
 #
 # Order, $WORKERS workers (default 1), niced: (1) SevenNet-0 energies / formation energies of all
 # 6433 MoS2 8x8 configurations (rows with DFT formation energies first, then DFT gaps, then the
-# rest); (2) GFN1-xTB gaps of 240 high-density configurations, then of the low-density rows with
-# a DFT gap (rows with DFT formation energies first), then of the other 260 high-density ones. xTB runs with Debian's OpenBLAS
-# preloaded when present (apt-get install libopenblas0-serial; see labeling.find_openblas).
+# rest); (2) GFN1-xTB gaps of 215 high-density configurations, then of the low-density rows with
+# a DFT gap (rows with DFT formation energies first), then of the other 285 high-density ones.
+# xTB runs with Debian's OpenBLAS preloaded when present (apt-get install libopenblas0-serial;
+# see labeling.find_openblas).
 # Environment: WORKERS (default 1), DEFECTSPACE_2DMD_DIR (default <repo>/../shared/data/2dmd), PYTHON (default python).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,7 +34,7 @@ d = pd.read_csv(sys.argv[1]); work = sys.argv[2]
 fe = d.formation_energy_per_site.notna(); gap = d.homo_lumo_gap.notna(); low = d.density == "low"
 sevenn = pd.concat([d[fe].id, d[gap & ~fe].id, d[~gap & ~fe].id])
 high = d[~low].id
-xtb = pd.concat([high[:240], d[low & gap & fe].id, d[low & gap & ~fe].id, high[240:]])
+xtb = pd.concat([high[:215], d[low & gap & fe].id, d[low & gap & ~fe].id, high[215:]])
 assert sevenn.is_unique and len(sevenn) == len(d)
 open(f"{work}/ids_sevenn.txt", "w").write("\n".join(sevenn) + "\n")
 open(f"{work}/ids_xtb.txt", "w").write("\n".join(xtb) + "\n")

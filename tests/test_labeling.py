@@ -1,9 +1,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +300,59 @@ def test_two_worker_processes_match_one(tmp_path: Path) -> None:
     a = {r["id"]: r["energy"] for r in L.read_label_csv(one)}
     b = {r["id"]: r["energy"] for r in L.read_label_csv(two)}
     assert a == b
+
+
+_SLOW_ENGINE = '''
+import os, time
+from defectspace import labeling as L
+
+class SlowEngine:
+    name, kind = "fake", "energy"
+    def setup(self): pass
+    def version(self): return "slow 1"
+    def settings(self): return {}
+    def compute(self, atoms):
+        open(os.path.join(os.environ["PID_DIR"], str(os.getpid())), "w").close()
+        time.sleep(120)
+        return {"energy": 0.0}
+    def references(self):
+        return L.References(mu={"Mo": -4.2, "S": -1.6, "W": -7.4, "Se": -3.4}, e_pristine=0.0, details={})
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            return not any(line.startswith("State:") and "Z" in line for line in fh)
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_killed_labelling_leaves_no_worker_behind(tmp_path: Path) -> None:
+    inp, _ = _small_input(tmp_path, 4)
+    (tmp_path / "slow_engine.py").write_text(_SLOW_ENGINE)
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    driver = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from slow_engine import SlowEngine; "
+              "from defectspace import labeling as L; "
+              f"L.label_structures({str(inp)!r}, {str(tmp_path / 'out.csv')!r}, SlowEngine(), workers=2, "
+              "progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", driver], env={**os.environ, "PID_DIR": str(pid_dir)})
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(pid_dir.iterdir())) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        workers = [int(p.name) for p in pid_dir.iterdir()]
+        assert len(workers) == 2, "the two workers never started computing"
+        proc.kill()  # SIGKILL: the parent gets no chance to clean up
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers)
+    finally:
+        proc.kill()
+        for w in pid_dir.iterdir():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(w.name), signal.SIGKILL)

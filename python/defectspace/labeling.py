@@ -831,8 +831,22 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+def _die_with_parent() -> None:
+    """Linux: end this worker when the labelling process dies, even by SIGKILL (no orphans that
+    keep computing rows nobody writes)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 def _init_worker(engine: Engine) -> None:
     global _WORKER_ENGINE
+    _die_with_parent()
     _one_thread()
     engine.setup()
     _WORKER_ENGINE = engine
