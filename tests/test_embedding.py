@@ -28,6 +28,7 @@ from defectspace.training import (  # noqa: E402
     PairStream,
     TrainConfig,
     best_threshold,
+    finetune_with_property,
     random_placements,
     roc_auc,
     train,
@@ -219,6 +220,28 @@ def test_training_is_seeded_and_reproducible(device: str, loss: str, architectur
     assert {"low", "high", "train_seconds"} <= set(r1.metrics)
     assert r1.embedder.device.type == device
     assert r1.embedder.encoder.config.architecture == architecture
+
+
+def test_finetune_with_property_learns_and_stays_invariant(canon: Canonicalizer) -> None:
+    enc = Encoder(EncoderConfig(architecture="equivariant", channels=12, layers=2, hidden=16), LAT)
+    emb = Embedder(enc, LAT)
+    x = placements(300, (1, 8), 11)
+    mo = LAT.site_types == 0
+    y = (x[:, mo] > 0).sum(1) - 0.5 * (x[:, ~mo] > 0).sum(1)  # an invariant "property"
+    before = emb.embed(x)
+
+    def r2(e: np.ndarray) -> float:
+        a = np.c_[e, np.ones(len(e))]
+        resid = y - a @ np.linalg.lstsq(a, y, rcond=None)[0]
+        return 1 - float(resid.var() / y.var())
+
+    tuned = finetune_with_property(emb, x, y.astype(float), steps=60, batch_size=32, lr=3e-3)
+    np.testing.assert_array_equal(emb.embed(x), before)  # the original is untouched
+    images, _ = canon.random_images(x, seed=2)
+    np.testing.assert_allclose(tuned.embed(x), tuned.embed(images), atol=2e-6)
+    assert r2(tuned.embed(x)) > r2(before) + 0.4  # 0.09 before tuning
+    with pytest.raises(ValueError, match="finite"):
+        finetune_with_property(emb, x[:3], np.array([1.0, np.nan, 2.0]))
 
 
 def test_pair_stream_is_deterministic_and_verified(canon: Canonicalizer) -> None:
