@@ -82,6 +82,6 @@ def test_training_step(benchmark) -> None:  # type: ignore[no-untyped-def]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     assert np.isfinite(benchmark(step))
