@@ -237,6 +237,7 @@ def test_finetune_with_property_learns_and_stays_invariant(canon: Canonicalizer)
 
     tuned = finetune_with_property(emb, x, y.astype(float), steps=60, batch_size=32, lr=3e-3)
     np.testing.assert_array_equal(emb.embed(x), before)  # the original is untouched
+    assert tuned.metadata["training"]["finetune_with_property"]["labelled_rows"] == 300
     images, _ = canon.random_images(x, seed=2)
     np.testing.assert_allclose(tuned.embed(x), tuned.embed(images), atol=2e-6)
     assert r2(tuned.embed(x)) > r2(before) + 0.4  # 0.09 before tuning

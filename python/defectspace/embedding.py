@@ -67,7 +67,7 @@ class EncoderConfig:
     """Channels of every convolution (``"equivariant"``: all orientations together, a multiple of
     the number of point operations)."""
     layers: int = 3
-    """Number of 3x3 circular convolutions."""
+    """Number of circular convolutions (3x3; the first ``"equivariant"`` one spans ``radius``)."""
     hidden: int = 64
     """Width of the MLP head."""
     dim: int = 12
@@ -77,7 +77,8 @@ class EncoderConfig:
     architecture: str = "cnn"
     """``"cnn"`` (free kernels, learned invariance) or ``"equivariant"`` (point-group convolutions)."""
     radius: float = 6.1
-    """``"equivariant"`` only: angstrom around a cell's basis-0 site that its first layer sees."""
+    """``"equivariant"`` only: angstrom around a cell's basis-0 site that its first layer sees (6.1:
+    MoS2's metal shells up to sqrt(3) a and the chalcogens around them, a 5x5 kernel)."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EncoderConfig:
@@ -275,7 +276,7 @@ class GroupConv(nn.Module):
                             index[g, h, ci, di + self.pad, dj + self.pad] = (
                                 (ci * n_ops + group.mul[ginv, h]) * len(members) + act[ginv, m])
             fan_in = c_in * n_ops * len(members)
-        self.n_ops, self.c_out, self.lift = n_ops, c_out, lift
+        self.n_ops, self.c_out = n_ops, c_out
         self.c_in_total = c_in if lift else c_in * n_ops
         bound = 1.0 / np.sqrt(fan_in)
         self.weight = nn.Parameter(torch.empty(c_out, n_params).uniform_(-bound, bound))

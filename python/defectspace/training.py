@@ -281,7 +281,12 @@ def _finetune(embedder: Embedder, x: NDArray[np.uint8], t: NDArray[np.float64], 
 
     torch.manual_seed(seed)
     enc = copy.deepcopy(embedder.encoder).train()
-    out = Embedder(enc, embedder.lattice, embedder.device, embedder.metadata)
+    tuned = {"steps": steps, "batch_size": batch_size, "lr": lr, "weight": weight, "seed": seed,
+             "margin": margin, "labelled_rows": int(x.shape[0])}
+    # the contrastive metrics of the original do not carry over; save() keeps "training"
+    meta = {"training": {**embedder.metadata.get("training", {}), "finetune_with_property": tuned},
+            "metrics": {}}
+    out = Embedder(enc, embedder.lattice, embedder.device, meta)
     head = nn.Linear(enc.config.dim, 1).to(out.device)
     mu, sd = float(t.mean()), float(t.std()) or 1.0
     target = torch.as_tensor((t - mu) / sd, dtype=torch.float32, device=out.device)
