@@ -72,6 +72,47 @@ def test_descriptor_invariances() -> None:
         assert np.all(cx[0][vac[0][0]] == 0)
 
 
+@pytest.mark.parametrize("size", [(8, 8), (3, 5)])
+def test_histogram_kernel_matches_a_plain_python_reference(size: tuple[int, int]) -> None:
+    from defectspace.training import random_placements
+
+    lat = LAT.with_supercell(size)
+    x = random_placements(lat, 40, (0, lat.n_sites // 3), np.random.default_rng(5))
+    h = desc.defect_histogram(x, lat)
+    names = desc.histogram_feature_names(lat)
+    column = {n: i for i, n in enumerate(names)}
+    d = np.round(lat.minimum_image_distances(), 3)
+    labels = [k.label for k in lat.kinds]
+    for r in range(len(x)):
+        ref = np.zeros(len(names))
+        sites = np.flatnonzero(x[r])
+        for s in sites:
+            ref[x[r, s] - 1] += 1
+        for i, a in enumerate(sites):
+            for b in sites[i + 1:]:
+                ka, kb = sorted((int(x[r, a]), int(x[r, b])))
+                ref[column[f"pair:{labels[ka - 1]}|{labels[kb - 1]}@{d[a, b]:.3f}"]] += 1
+                for ell in (1.5, 3.0, 6.0):
+                    ref[column[f"damped:{labels[ka - 1]}|{labels[kb - 1]}/{ell}"]] += np.exp(-d[a, b] / ell)
+        np.testing.assert_allclose(h[r], ref, rtol=1e-9, atol=1e-12)
+
+
+def test_histogram_kernel_threads_and_bad_input() -> None:
+    from defectspace import _core
+
+    x = _sample(50, 4)
+    shell, feature = desc._histogram_tables(LAT)
+    w = desc._damping_weights(LAT)
+    one = _core.defect_pair_histogram(x, shell, feature, w, 1)
+    np.testing.assert_array_equal(one, _core.defect_pair_histogram(x, shell, feature, w, 2))
+    bad = x.copy()
+    bad[3, 0] = 9  # no such defect kind
+    with pytest.raises(ValueError, match="code 9 at site 0 of row 3"):
+        _core.defect_pair_histogram(bad, shell, feature, w)
+    with pytest.raises(ValueError, match="dtype"):
+        _core.defect_pair_histogram(x.astype(np.int64), shell, feature, w)
+
+
 def test_periodic_distances_are_true_minimum_images() -> None:
     d = desc.periodic_distances(LAT)
     assert np.allclose(d, d.T)

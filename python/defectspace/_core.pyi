@@ -95,3 +95,10 @@ def negatives(
     seed: int,
     n_threads: int = 0,
 ) -> tuple[NDArray[np.uint8], NDArray[np.int8]]: ...
+def defect_pair_histogram(
+    states: NDArray[np.uint8],
+    shell: NDArray[np.int32],
+    feature: NDArray[np.int32],
+    damp: NDArray[np.float64],
+    n_threads: int = 0,
+) -> NDArray[np.float64]: ...

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from defectspace import _core
 from defectspace.lattice import VACANCY, Lattice
 from defectspace.placement import as_states
 
@@ -229,6 +230,21 @@ def _damping_weights(lattice: Lattice) -> NDArray[np.float64]:
     return w
 
 
+@functools.lru_cache(maxsize=8)
+def _histogram_tables(lattice: Lattice) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+    """int32 (n_sites, n_sites) shell index of every site pair and (n_codes, n_codes, n_shells)
+    feature column of every (code, code, shell), -1 where impossible, for the C++ kernel."""
+    table, _, _ = _histogram_layout(lattice)
+    d = np.round(_periodic_distances(lattice), _SHELL_DECIMALS)
+    shells = np.unique(d)
+    shells = shells[shells > 0]
+    shell_of = np.clip(np.searchsorted(shells, d), 0, len(shells) - 1).astype(np.int32)
+    feature = np.ascontiguousarray(table, dtype=np.int32)
+    shell_of.setflags(write=False)
+    feature.setflags(write=False)
+    return shell_of, feature
+
+
 def histogram_feature_names(lattice: Lattice) -> list[str]:
     """Names of the columns of :func:`defect_histogram`."""
     return list(_histogram_layout(lattice)[2])
@@ -243,40 +259,10 @@ def defect_histogram(states: ArrayLike, lattice: Lattice) -> NDArray[np.float64]
     pairs of each kind pair for ``l`` in 1.5, 3, 6 angstrom. Invariant under all lattice symmetries.
     """
     x = as_states(states, lattice)
-    table, n_hist, names = _histogram_layout(lattice)
-    nk = lattice.n_kinds
-    d = _periodic_distances(lattice)
-    shells = np.unique(np.round(d, _SHELL_DECIMALS))
-    shells = shells[shells > 0]
-    shell_of = np.searchsorted(shells, np.round(d, _SHELL_DECIMALS))
-    out = np.zeros((x.shape[0], len(names)), dtype=np.float64)
-    for k in range(1, nk + 1):
-        out[:, k - 1] = (x == k).sum(axis=1)
-    rows, sites = np.nonzero(x)
-    if rows.size:
-        bounds = np.searchsorted(rows, np.arange(x.shape[0] + 1))
-        max_def = int(np.diff(bounds).max())
-        # padded (n, max_def) site and code arrays; all pairs at once
-        col = np.arange(rows.size) - bounds[rows]
-        s_pad = np.zeros((x.shape[0], max_def), dtype=np.int64)
-        c_pad = np.zeros((x.shape[0], max_def), dtype=np.int64)
-        s_pad[rows, col] = sites
-        c_pad[rows, col] = x[rows, sites]
-        a, b = np.triu_indices(max_def, k=1)
-        sa, sb = s_pad[:, a], s_pad[:, b]
-        ca, cb = c_pad[:, a], c_pad[:, b]
-        valid = (ca > 0) & (cb > 0)
-        r_idx = np.broadcast_to(np.arange(x.shape[0])[:, None], sa.shape)[valid]
-        feat = table[ca[valid], cb[valid], shell_of[sa[valid], sb[valid]]]
-        if np.any(feat < 0):
-            raise ValueError("a defect pair at a distance the lattice cannot realise")
-        np.add.at(out, (r_idx, feat), 1.0)
-    # damped sums from the integer shell counts: bit-identical for symmetry-equivalent rows
-    w = _damping_weights(lattice)
-    damped = np.zeros((x.shape[0], w.shape[1]))
-    for f in np.flatnonzero(out[:, :n_hist].any(axis=0)):  # fixed order, no BLAS blocking
-        damped += out[:, f, None] * w[f][None, :]
-    out[:, n_hist:] = damped
+    shell_of, feature = _histogram_tables(lattice)
+    # kind counts, pair-shell counts and damped sums (in a fixed order per row: bit-identical for
+    # symmetry-equivalent rows) in the C++ core, GIL released, all cores
+    out: NDArray[np.float64] = _core.defect_pair_histogram(x, shell_of, feature, _damping_weights(lattice))
     return out
 
 
