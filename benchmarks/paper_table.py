@@ -11,7 +11,7 @@ high: SevenNet-0; gap high: GFN1-xTB, as many rows as are labelled).
 Hyperparameters are chosen on the training part of each split only (k-fold CV for KRR, early
 stopping on a tenth of the training rows for GBM). Every model is fitted with one thread.
 
-    python benchmarks/paper_table.py [--data ../shared/data/2dmd] [--quick]   # ~15 min on 2 cores
+    python benchmarks/paper_table.py [--data ../shared/data/2dmd] [--quick]   # ~10 min (one thread)
 
 Prints the markdown table and writes it to benchmarks/results/paper_table.md.
 """
