@@ -1,7 +1,8 @@
 """Fixed-length descriptors of defect placements for property regression.
 
 All descriptors take dense placements ``(n, n_sites)`` uint8 (0 = host, ``k`` = defect kind ``k``)
-and a :class:`~defectspace.lattice.Lattice`; everything is vectorised numpy.
+and a :class:`~defectspace.lattice.Lattice`; everything is vectorised numpy but the pair
+histogram, which the C++ core counts.
 
 * :func:`coulomb_matrix`: the Coulomb matrix over all sites of the supercell (MoS2 8x8: 192 sites,
   ``192 * 192 = 36864`` numbers, the size used by Ustyuzhanin & Shibaev). Vacancies are sites of
