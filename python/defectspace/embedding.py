@@ -144,13 +144,15 @@ class Encoder(nn.Module):
 
 @dataclass(frozen=True)
 class AnchorPointGroup:
-    """The point operations that fix basis site 0 of cell (0, 0), as affine maps of fractional
-    coordinates, with their multiplication table (operation ``mul[g, h]`` is g after h)."""
+    """The point operations that fix basis site 0 of cell (0, 0), as rotations and their action
+    on the basis sites, with their multiplication table (operation ``mul[g, h]`` is g after h)."""
 
-    rotations: NDArray[np.float64]
+    rotations: NDArray[np.int64]
     """(G, 3, 3) rotation acting on fractional column vectors (identity first)."""
-    translations: NDArray[np.float64]
-    """(G, 3) translation making each operation fix site 0 exactly."""
+    basis_map: NDArray[np.int64]
+    """(G, n_basis): the basis site that operation g maps each basis site of cell (0, 0) to."""
+    basis_cell: NDArray[np.int64]
+    """(G, n_basis, 2): the cell it lands in, for the operation shifted to fix site 0."""
     mul: NDArray[np.int64]
     inv: NDArray[np.int64]
 
@@ -163,46 +165,38 @@ class AnchorPointGroup:
     def of(cls, lattice: Lattice) -> AnchorPointGroup:
         """Raises ValueError when an operation maps basis site 0 onto another basis site (features
         anchored on site 0's cells would then not be equivariant)."""
-        p0 = lattice.basis[0]
-        rots, trans = [], []
+        rots, maps, cells = [], [], []
         for op in lattice.point_operations:
-            rot = op.rotation.astype(np.float64)
-            delta = rot @ p0 + op.translation - p0
-            if np.abs(delta - np.round(delta)).max() > 1e-4:
+            bmap, shifts = lattice._basis_action(op)
+            if bmap[0] != 0:
                 raise ValueError(f"{lattice.name}: a point operation moves basis site 0 to another "
                                  "basis site; the 'equivariant' encoder cannot anchor features on it")
-            rots.append(rot)
-            trans.append(op.translation - np.round(delta))
-        keys = [r.round().astype(int).tobytes() for r in rots]
+            rots.append(op.rotation.astype(np.int64))
+            maps.append(bmap.astype(np.int64))
+            cells.append(shifts.astype(np.int64) - shifts[0])  # the lattice shift that fixes site 0
+        keys = [r.tobytes() for r in rots]
         if len(set(keys)) != len(keys):
             raise ValueError(f"{lattice.name}: two point operations share a rotation")
         lookup = {k: i for i, k in enumerate(keys)}
         g = len(rots)
-        mul = np.array([[lookup[(rots[a] @ rots[b]).round().astype(int).tobytes()] for b in range(g)]
-                        for a in range(g)], dtype=np.int64)
+        mul = np.array([[lookup[(rots[a] @ rots[b]).tobytes()] for b in range(g)] for a in range(g)],
+                       dtype=np.int64)
         inv = np.array([int(np.flatnonzero(mul[a] == 0)[0]) for a in range(g)], dtype=np.int64)
-        return cls(np.array(rots), np.array(trans), mul, inv)
+        return cls(np.array(rots), np.array(maps), np.array(cells), mul, inv)
 
-    def act(self, lattice: Lattice, members: Sequence[tuple[int, int, int]]) -> NDArray[np.int64]:
+    def act(self, members: Sequence[tuple[int, int, int]]) -> NDArray[np.int64]:
         """(G, M): index of operation g applied to member m, members being sites (di, dj, b)
         relative to cell (0, 0). Raises ValueError if the members are not closed."""
         index = {m: k for k, m in enumerate(members)}
-        types = lattice._basis_types
         out = np.empty((self.order, len(members)), dtype=np.int64)
         for g in range(self.order):
+            r2 = self.rotations[g, :2, :2]
             for k, (di, dj, b) in enumerate(members):
-                img = self.rotations[g] @ (lattice.basis[b] + np.array([di, dj, 0.0])) + self.translations[g]
-                for bp in range(lattice.n_basis):
-                    d = img - lattice.basis[bp]
-                    if types[bp] == types[b] and np.abs(d - np.round(d)).max() < 1e-4 and abs(d[2]) < 0.5:
-                        target = (int(np.rint(d[0])), int(np.rint(d[1])), bp)
-                        if target not in index:
-                            raise ValueError(f"{lattice.name}: a point operation maps a neighbour "
-                                             "out of the neighbourhood")
-                        out[g, k] = index[target]
-                        break
-                else:
-                    raise ValueError(f"{lattice.name}: a point operation maps basis site {b} onto no site")
+                ci, cj = self.basis_cell[g, b] + r2 @ np.array([di, dj])
+                target = (int(ci), int(cj), int(self.basis_map[g, b]))
+                if target not in index:
+                    raise ValueError("a point operation maps a neighbour out of the neighbourhood")
+                out[g, k] = index[target]
         return out
 
 
@@ -248,14 +242,14 @@ class GroupConv(nn.Module):
                  radius: float, lift: bool) -> None:
         super().__init__()
         members = neighbourhood(lattice, radius, None if lift else [0])
-        act = group.act(lattice, members)
+        act = group.act(members)
         n_ops = group.order
         self.pad = max(max(abs(di), abs(dj)) for di, dj, _ in members)
         k = self.k = 2 * self.pad + 1
         if lift:
             table = channel_table(lattice)
-            if int((table >= 0).sum()) != c_in:
-                raise ValueError(f"{lattice.name} has {int((table >= 0).sum())} input channels, not {c_in}")
+            if n_channels(lattice) != c_in:
+                raise ValueError(f"{lattice.name} has {n_channels(lattice)} input channels, not {c_in}")
             n_codes = table.shape[1]
             n_params = len(members) * n_codes
             index = np.full((n_ops, c_in, k, k), n_params, dtype=np.int64)  # n_params: the zero column
@@ -424,11 +418,10 @@ class Embedder:
         self.encoder = encoder.to(self.device).eval()
         self.lattice = lattice
         self.metadata = dict(metadata or {})
-        table = channel_table(lattice)
-        if int((table >= 0).sum()) != encoder.config.in_channels:
+        if n_channels(lattice) != encoder.config.in_channels:
             raise ValueError(f"encoder expects {encoder.config.in_channels} input channels, "
-                             f"{lattice!r} has {int((table >= 0).sum())}")
-        self._table = torch.as_tensor(table, device=self.device)
+                             f"{lattice!r} has {n_channels(lattice)}")
+        self._table = torch.as_tensor(channel_table(lattice), device=self.device)
         self._canonicalizers: dict[tuple[int, int], Any] = {}
 
     @property
