@@ -180,11 +180,20 @@ def bag_of_bonds(
 
 
 @functools.lru_cache(maxsize=8)
-def _histogram_layout(lattice: Lattice) -> tuple[NDArray[np.int64], int, list[str]]:
-    """``feature[k1, k2, shell]`` index table (-1 = impossible) for the pair histograms."""
+def _distance_shells(lattice: Lattice) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Site-pair distances rounded to the shell precision, and the distinct nonzero shells."""
     d = np.round(_periodic_distances(lattice), _SHELL_DECIMALS)
     shells = np.unique(d)
     shells = shells[shells > 0]
+    d.setflags(write=False)
+    shells.setflags(write=False)
+    return d, shells
+
+
+@functools.lru_cache(maxsize=8)
+def _histogram_layout(lattice: Lattice) -> tuple[NDArray[np.int64], int, list[str]]:
+    """``feature[k1, k2, shell]`` index table (-1 = impossible) for the pair histograms."""
+    d, shells = _distance_shells(lattice)
     t = lattice.site_types
     nk = lattice.n_kinds
     table = -np.ones((nk + 1, nk + 1, len(shells)), dtype=np.int64)
@@ -212,9 +221,7 @@ def _histogram_layout(lattice: Lattice) -> tuple[NDArray[np.int64], int, list[st
 def _damping_weights(lattice: Lattice) -> NDArray[np.float64]:
     """(n_hist, n_pairs * n_lengths): ``exp(-r_shell / l)`` mapping shell counts to damped sums."""
     table, n_hist, names = _histogram_layout(lattice)
-    d = np.round(_periodic_distances(lattice), _SHELL_DECIMALS)
-    shells = np.unique(d)
-    shells = shells[shells > 0]
+    _, shells = _distance_shells(lattice)
     nk = lattice.n_kinds
     n_damp = len(_DAMPING_LENGTHS)
     w = np.zeros((n_hist, len(names) - n_hist))
@@ -236,9 +243,7 @@ def _histogram_tables(lattice: Lattice) -> tuple[NDArray[np.int32], NDArray[np.i
     """int32 (n_sites, n_sites) shell index of every site pair and (n_codes, n_codes, n_shells)
     feature column of every (code, code, shell), -1 where impossible, for the C++ kernel."""
     table, _, _ = _histogram_layout(lattice)
-    d = np.round(_periodic_distances(lattice), _SHELL_DECIMALS)
-    shells = np.unique(d)
-    shells = shells[shells > 0]
+    d, shells = _distance_shells(lattice)
     shell_of = np.clip(np.searchsorted(shells, d), 0, len(shells) - 1).astype(np.int32)
     feature = np.ascontiguousarray(table, dtype=np.int32)
     shell_of.setflags(write=False)
