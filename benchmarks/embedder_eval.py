@@ -23,12 +23,11 @@ from defectspace.embedding import Embedder
 from defectspace.training import (
     PairStream,
     TrainConfig,
-    best_threshold,
     held_out_pairs,
     invariance_error,
     pair_distances,
+    pair_metrics,
     random_placements,
-    roc_auc,
 )
 
 
@@ -52,19 +51,13 @@ def training_keys(embedder: Embedder) -> set[bytes]:
 
 def report(name: str, d_pos: np.ndarray, d_neg: np.ndarray, hard: np.ndarray, keep: np.ndarray | None = None
            ) -> None:
-    m = d_pos.size // 2
-    thr = best_threshold(d_pos[:m], d_neg[:m])
-    tp, tn, th = d_pos[m:], d_neg[m:], hard[m:]
-    if keep is not None:
-        tp, tn, th = tp[keep[m:]], tn[keep[m:]], th[keep[m:]]
-        if tp.size == 0:
-            print(f"  {name:<28} none: every test anchor's class occurred in training")
-            return
-    acc = ((tp < thr).sum() + (tn >= thr).sum()) / (tp.size + tn.size)
-    ratio = tp.max() / tn.min() if tn.min() > 0 else float("inf")
-    hard_min = tn[th].min() if th.any() else float("nan")
-    print(f"  {name:<28} test pairs {tp.size:>6}+{tn.size:<6} acc {acc:.5f}  AUC {roc_auc(-tp, -tn):.6f}  "
-          f"max d_eq {tp.max():.2e}  min d_ineq {tn.min():.4f} (hard {hard_min:.4f})  ratio {ratio:.2e}")
+    if keep is not None and not keep[d_pos.size // 2:].any():
+        print(f"  {name:<28} none: every test anchor's class occurred in training")
+        return
+    r = pair_metrics(d_pos, d_neg, hard, keep)
+    print(f"  {name:<28} test pairs {r.n_test_pos:>6}+{r.n_test_neg:<6} acc {r.accuracy:.5f}  "
+          f"AUC {r.auc:.6f}  max d_eq {r.max_pos:.2e}  min d_ineq {r.min_neg:.4f} "
+          f"(hard {r.hard_min_neg:.4f})  ratio {r.ratio:.2e}")
 
 
 def main() -> None:

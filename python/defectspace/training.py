@@ -502,12 +502,21 @@ def evaluate_pairs(embedder: Embedder, n: int, kind: str, seed: int = 0, exact: 
     """
     pairs = held_out_pairs(embedder.lattice, n, kind, seed, config)
     d_pos, d_neg = pair_distances(embedder, pairs, exact)
+    return pair_metrics(d_pos, d_neg, pairs.hard)
+
+
+def pair_metrics(d_pos: NDArray[np.float64], d_neg: NDArray[np.float64], hard: NDArray[np.bool_],
+                 test_keep: NDArray[np.bool_] | None = None) -> PairMetrics:
+    """Metrics of pair distances: the first half chooses the threshold, the second half (or the
+    rows of it where ``test_keep`` holds, which must leave at least one) is the test set."""
     m = d_pos.size // 2
     thr = best_threshold(d_pos[:m], d_neg[:m])
-    tp, tn, hard = d_pos[m:], d_neg[m:], pairs.hard[m:]
+    tp, tn, th = d_pos[m:], d_neg[m:], hard[m:]
+    if test_keep is not None:
+        tp, tn, th = tp[test_keep[m:]], tn[test_keep[m:]], th[test_keep[m:]]
     acc = float(((tp < thr).sum() + (tn >= thr).sum()) / (tp.size + tn.size))
     return PairMetrics(int(tp.size), int(tn.size), thr, acc, roc_auc(-tp, -tn), float(tp.max()),
-                       float(tn.min()), float(tn[hard].min()) if hard.any() else float("nan"))
+                       float(tn.min()), float(tn[th].min()) if th.any() else float("nan"))
 
 
 def invariance_error(embedder: Embedder, states: NDArray[np.uint8], seed: int = 0,
