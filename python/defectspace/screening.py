@@ -341,7 +341,7 @@ PARTITION_ROWS = 65536
 """Placements per key partition chosen by the command line: the memory bound of phase 2."""
 
 SCORE_BATCH = 16384
-"""Rows scored at once: descriptors of dense placements grow with the defect count squared."""
+"""Rows scored at once: bounds the scorer's working memory (embedding grids, descriptor rows)."""
 
 
 def _score_in_batches(score: Scorer, states: NDArray[np.uint8]) -> dict[str, NDArray[Any]]:
