@@ -269,7 +269,8 @@ def test_bad_input_is_refused_with_clear_messages() -> None:
         c.core.keys(np.zeros((2, 3, 192), dtype=np.uint8))
     with pytest.raises(ValueError, match="operation 768"):
         c.apply(x, 768)
-    with pytest.raises(ValueError, match="129 defects asked for on the S sites, but the 8x8 supercell"):
+    with pytest.raises(ValueError, match="129 defects asked for on the S sites, but the 8x8 supercell "
+                                         "has only 128"):
         c.enumerate({"S->V": 129})
     with pytest.raises(ValueError, match="unknown defect kind"):
         c.enumerate({"S->W": 1})
