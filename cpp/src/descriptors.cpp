@@ -4,7 +4,6 @@
 #include <string>
 #include <vector>
 
-#include "defectspace/canonical.hpp"
 #include "defectspace/parallel.hpp"
 
 namespace defectspace {

@@ -5,6 +5,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "defectspace/detail/canonical_row.hpp"
+#include "defectspace/detail/sites_by_type.hpp"
+#include "defectspace/parallel.hpp"
 #include "defectspace/random.hpp"
 
 namespace defectspace {
@@ -15,35 +18,18 @@ struct Slot {
   bool first_of_kind;
 };
 
-// Validates counts and returns, per site type, its sites in increasing order.
-std::vector<std::vector<Site>> sites_by_type(const Canonicalizer& canon, const std::int64_t* counts) {
-  const auto& types = canon.group().site_types();
-  std::int32_t max_type = 0;
-  for (auto t : types) max_type = std::max(max_type, t);
-  std::vector<std::vector<Site>> by_type(static_cast<std::size_t>(max_type) + 1);
-  for (std::size_t s = 0; s < types.size(); ++s) by_type[static_cast<std::size_t>(types[s])].push_back(static_cast<Site>(s));
+// Throws std::invalid_argument on a negative count or more defects on a host type than it has sites.
+void check_counts_fit(const Canonicalizer& canon, const std::int64_t* counts,
+                      const std::vector<std::vector<Site>>& by_type) {
   std::vector<std::int64_t> need(by_type.size(), 0);
   for (std::size_t k = 1; k <= canon.n_kinds(); ++k) {
     if (counts[k] < 0) throw std::invalid_argument("defect kind " + std::to_string(k) + " has negative count " + std::to_string(counts[k]));
-    std::size_t t = 0;
-    for (std::size_t s = 0; s < types.size(); ++s)
-      if (canon.allowed(s, static_cast<std::uint8_t>(k))) {
-        t = static_cast<std::size_t>(types[s]);
-        break;
-      }
-    need[t] += counts[k];
+    if (counts[k] > 0) need[detail::type_of_kind(canon, static_cast<std::uint8_t>(k))] += counts[k];
   }
   for (std::size_t t = 0; t < by_type.size(); ++t)
     if (need[t] > static_cast<std::int64_t>(by_type[t].size()))
       throw std::invalid_argument(std::to_string(need[t]) + " defects asked for on sublattice type " + std::to_string(t) +
                                   ", which has only " + std::to_string(by_type[t].size()) + " sites");
-  return by_type;
-}
-
-std::size_t type_of_kind(const Canonicalizer& canon, std::uint8_t kind) {
-  for (std::size_t s = 0; s < canon.n_sites(); ++s)
-    if (canon.allowed(s, kind)) return static_cast<std::size_t>(canon.group().site_types()[s]);
-  throw std::invalid_argument("defect kind " + std::to_string(kind) + " fits no site");
 }
 
 class Enumerator {
@@ -95,7 +81,7 @@ class Enumerator {
 
   void leaf(Enumeration& out) {
     std::int64_t orbit = 0;
-    canon_.canonicalize_row(state_.data(), work_, canonical_.data(), nullptr, &orbit, nullptr);
+    detail::canonicalize_row(canon_, state_.data(), work_, canonical_.data(), nullptr, &orbit, nullptr);
     if (std::memcmp(canonical_.data(), state_.data(), state_.size()) == 0) {
       out.states.insert(out.states.end(), state_.begin(), state_.end());
       out.orbit.push_back(orbit);
@@ -110,14 +96,15 @@ class Enumerator {
   Site rep_;
   std::vector<std::uint8_t> state_;
   std::vector<std::uint8_t> canonical_;
-  Canonicalizer::Workspace work_;
+  detail::Workspace work_;
 };
 
 }  // namespace
 
 Enumeration enumerate_distinct(const Canonicalizer& canon, const std::int64_t* counts, std::size_t n_threads) {
   const std::size_t K = canon.n_kinds();
-  auto by_type = sites_by_type(canon, counts);
+  auto by_type = detail::sites_by_type(canon.group());
+  check_counts_fit(canon, counts, by_type);
   Enumeration result;
   std::uint8_t anchor = 0;
   for (std::size_t k = 1; k <= K; ++k)
@@ -133,12 +120,12 @@ Enumeration enumerate_distinct(const Canonicalizer& canon, const std::int64_t* c
     const std::int64_t c = counts[k] - (k == anchor ? 1 : 0);
     for (std::int64_t i = 0; i < c; ++i) {
       slots.push_back({static_cast<std::uint8_t>(k), i == 0});
-      slot_type.push_back(type_of_kind(canon, static_cast<std::uint8_t>(k)));
+      slot_type.push_back(detail::type_of_kind(canon, static_cast<std::uint8_t>(k)));
     }
   }
   // Tasks: (orbit representative, index of the first free slot's site) in a fixed order.
   std::vector<std::pair<Site, std::size_t>> tasks;
-  const std::size_t anchor_type = type_of_kind(canon, anchor);
+  const std::size_t anchor_type = detail::type_of_kind(canon, anchor);
   for (const Site r : by_type[anchor_type]) {
     if (canon.group().orbit_rep(r) != r) continue;
     if (slots.empty()) tasks.emplace_back(r, 0);
@@ -164,10 +151,11 @@ void sample_uniform(const Canonicalizer& canon, const std::int64_t* counts, std:
                     std::uint8_t* out, std::size_t n_threads) {
   const std::size_t K = canon.n_kinds();
   const std::size_t n = canon.n_sites();
-  const auto by_type = sites_by_type(canon, counts);
+  const auto by_type = detail::sites_by_type(canon.group());
+  check_counts_fit(canon, counts, by_type);
   std::vector<std::size_t> kind_type(K + 1, 0);
   for (std::size_t k = 1; k <= K; ++k)
-    if (counts[k] > 0) kind_type[k] = type_of_kind(canon, static_cast<std::uint8_t>(k));
+    if (counts[k] > 0) kind_type[k] = detail::type_of_kind(canon, static_cast<std::uint8_t>(k));
   parallel_for(n_rows, resolve_threads(n_threads, n_rows), [&](std::size_t begin, std::size_t end, std::size_t) {
     std::vector<std::vector<Site>> pools;
     for (std::size_t r = begin; r < end; ++r) {

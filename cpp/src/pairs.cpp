@@ -4,7 +4,10 @@
 #include <string>
 #include <vector>
 
+#include "defectspace/detail/canonical_row.hpp"
+#include "defectspace/detail/sites_by_type.hpp"
 #include "defectspace/enumerate.hpp"
+#include "defectspace/parallel.hpp"
 #include "defectspace/random.hpp"
 
 namespace defectspace {
@@ -40,13 +43,10 @@ void negatives(const Canonicalizer& canon, const std::uint8_t* states, std::size
       throw std::invalid_argument("neighbour table entry " + std::to_string(i) + " is " + std::to_string(neighbors[i]) +
                                   ", outside -1.." + std::to_string(n - 1));
   const auto& types = canon.group().site_types();
-  std::int32_t max_type = 0;
-  for (auto t : types) max_type = std::max(max_type, t);
-  std::vector<std::vector<Site>> by_type(static_cast<std::size_t>(max_type) + 1);
-  for (std::size_t s = 0; s < n; ++s) by_type[static_cast<std::size_t>(types[s])].push_back(static_cast<Site>(s));
+  const auto by_type = detail::sites_by_type(canon.group());
 
   parallel_for(n_rows, resolve_threads(n_threads, n_rows, 64), [&](std::size_t begin, std::size_t end, std::size_t) {
-    Canonicalizer::Workspace w;
+    detail::Workspace w;
     const std::size_t kb = canon.key_bytes();
     std::vector<std::uint8_t> key_x(kb), key_y(kb), y(n);
     std::vector<Site> defects;
@@ -56,7 +56,7 @@ void negatives(const Canonicalizer& canon, const std::uint8_t* states, std::size
       Rng rng(seed, r);
       const std::uint8_t* x = states + r * n;
       std::uint8_t* o = out + r * n;
-      canon.canonicalize_row(x, w, nullptr, key_x.data(), nullptr, nullptr);
+      detail::canonicalize_row(canon, x, w, nullptr, key_x.data(), nullptr, nullptr);
       defects.clear();
       std::fill(counts.begin(), counts.end(), 0);
       for (std::size_t s = 0; s < n; ++s)
@@ -73,7 +73,7 @@ void negatives(const Canonicalizer& canon, const std::uint8_t* states, std::size
           std::memcpy(y.data(), x, n);
           y[static_cast<std::size_t>(to)] = x[d];
           y[d] = 0;
-          canon.canonicalize_row(y.data(), w, nullptr, key_y.data(), nullptr, nullptr);
+          detail::canonicalize_row(canon, y.data(), w, nullptr, key_y.data(), nullptr, nullptr);
           if (key_y != key_x) found = 1;
         }
       }
@@ -97,7 +97,7 @@ void negatives(const Canonicalizer& canon, const std::uint8_t* states, std::size
             y[pool[u]] = static_cast<std::uint8_t>(k);
           }
         }
-        canon.canonicalize_row(y.data(), w, nullptr, key_y.data(), nullptr, nullptr);
+        detail::canonicalize_row(canon, y.data(), w, nullptr, key_y.data(), nullptr, nullptr);
         if (key_y != key_x) found = 0;
       }
       if (found < 0) std::memcpy(o, x, n);
