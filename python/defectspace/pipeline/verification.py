@@ -1,0 +1,103 @@
+"""Engine labels of designed classes, kept in a resumable label file keyed by canonical key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from defectspace.lattice import Lattice
+from defectspace.placement import format_2dmd
+
+
+class EngineLabels:
+    """Labels one engine computed for classes of one lattice, in ``work_dir``.
+
+    ``{engine}_candidates.csv`` lists every class sent to the engine (id = canonical key, defects in
+    2DMD form); ``{engine}_labels.csv`` is the engine driver's resumable output. A class already
+    labelled (or failed) is never computed again, also after a kill and restart.
+    """
+
+    def __init__(self, work_dir: str | Path, engine: str, lattice: Lattice, workers: int = 1) -> None:
+        from defectspace.pipeline.design import ENGINE_PROPERTY
+
+        if engine not in ENGINE_PROPERTY:
+            raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINE_PROPERTY)}")
+        self.work_dir = Path(work_dir)
+        self.engine = engine
+        self.property = ENGINE_PROPERTY[engine]
+        self.lattice = lattice
+        self.workers = int(workers)
+        self.candidates = self.work_dir / f"{engine}_candidates.csv"
+        self.output = self.work_dir / f"{engine}_labels.csv"
+        self._asked: set[str] = set()
+
+    @property
+    def n_used(self) -> int:
+        """Distinct classes this object asked the engine for (computed now or found done)."""
+        return len(self._asked)
+
+    def done(self) -> dict[str, float]:
+        """Canonical key -> the engine's value (NaN for a failed calculation), as on disk."""
+        import pandas as pd
+
+        if not self.output.exists() or self.output.stat().st_size == 0:
+            return {}
+        df = pd.read_csv(self.output, dtype={"id": str})
+        values = pd.to_numeric(df.get(self.property), errors="coerce")
+        ok = df["status"] == "ok"
+        return {str(i): (float(v) if good else float("nan"))
+                for i, v, good in zip(df["id"], values, ok, strict=True)}
+
+    def measure(self, states: NDArray[np.uint8], keys: Sequence[str]) -> NDArray[np.float64]:
+        """The engine's value for each class (computing only those not labelled yet)."""
+        import pandas as pd
+
+        from defectspace.io import write_csv_atomic
+
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        keys = list(keys)
+        by_key = dict(zip(keys, np.asarray(states, dtype=np.uint8), strict=True))
+        old = (pd.read_csv(self.candidates, dtype=str, keep_default_na=False)
+               if self.candidates.exists() else pd.DataFrame({"id": [], "defects": []}))
+        new = [k for k in keys if k not in set(old["id"])]
+        if new:
+            rows = pd.DataFrame({"id": new, "defects": format_2dmd(np.stack([by_key[k] for k in new]),
+                                                                   self.lattice)})
+            write_csv_atomic(pd.concat([old, rows], ignore_index=True), self.candidates)
+        known = pd.read_csv(self.candidates, dtype=str, keep_default_na=False)
+        defects_of = dict(zip(known["id"], known["defects"], strict=True))
+        todo = [k for k in keys if k not in self.done()]
+        if todo:
+            _label(self.candidates, self.output, self.engine, self.workers, todo,
+                   self._loader(defects_of))
+        self._asked.update(keys)
+        done = self.done()
+        return np.asarray([done.get(k, float("nan")) for k in keys], dtype=np.float64)
+
+    def _loader(self, defects_of: Mapping[str, str]) -> Any:
+        from defectspace.placement import parse_2dmd
+        from defectspace.structure import placement_to_atoms
+
+        lattice = self.lattice
+
+        def load(ids: Sequence[str], source: Path | None) -> dict[str, Any]:
+            out = {}
+            for i in ids:
+                atoms = placement_to_atoms(parse_2dmd([defects_of[i]], lattice)[0], lattice)
+                atoms.pbc = (True, True, False)
+                out[i] = atoms
+            return out
+
+        return load
+
+
+def _label(candidates: Path, output: Path, engine: str, workers: int, ids: Sequence[str],
+           loader: Any) -> None:
+    from defectspace.engines import label_structures
+
+    label_structures(candidates, output, engine, workers=workers, ids=ids, structure_loader=loader,
+                     progress=False)

@@ -1,0 +1,170 @@
+"""Inverse design: exact where the space can be enumerated, proven where the model allows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from defectspace import Canonicalizer, Lattice, composition
+from defectspace.pipeline.design import (
+    Objective,
+    PropertyWindow,
+    compositions,
+    design,
+    n_placements,
+    parse_count_ranges,
+    parse_window,
+    rank,
+)
+from defectspace.pipeline.groundstate import minimize_pair_expansion, pair_expansion
+from defectspace.predict import load_predictors
+
+pytest.importorskip("sklearn")
+
+FE = "formation_energy_per_site"
+GAP = "homo_lumo_gap"
+
+
+@pytest.fixture(scope="module")
+def lattice() -> Lattice:
+    return Lattice.preset("MoS2", (8, 8))
+
+
+@pytest.fixture(scope="module")
+def predictors(lattice: Lattice) -> dict[str, object]:
+    return dict(load_predictors(lattice=lattice))
+
+
+def _scored(lattice: Lattice, predictors: dict[str, object], counts: dict[str, int]
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    e = Canonicalizer(lattice).enumerate(counts)
+    return e.canonical, {t: p.predict(e.canonical, lattice) for t, p in predictors.items()}  # type: ignore[attr-defined]
+
+
+def test_exhaustive_design_is_the_exhaustive_ranking(lattice, predictors) -> None:
+    classes, pred = _scored(lattice, predictors, {"Mo->W": 1, "S->V": 2})
+    res = design(lattice, {"Mo->W": 1, "S->V": 2}, objective=Objective(FE), n=5, predictors=predictors)
+    assert res.exhaustive and res.proven_optimal
+    assert res.n_scored == len(classes)
+    want = np.sort(pred[FE])[:5]
+    got = res.mean[:, res.names.index(FE)]
+    np.testing.assert_array_equal(got, want)
+    c = Canonicalizer(lattice)
+    assert len({bytes(k) for k in res.keys}) == 5
+    np.testing.assert_array_equal(c.keys(res.states), res.keys)
+
+
+@pytest.mark.slow
+def test_five_vacancies_exact_top5_and_search_and_integer_program_agree(lattice, predictors) -> None:
+    classes, pred = _scored(lattice, {FE: predictors[FE]}, {"S->V": 5})
+    assert len(classes) == 346381
+    exact = design(lattice, {"S->V": 5}, objective=Objective(FE), n=5, predictors=predictors)
+    np.testing.assert_array_equal(exact.mean[:, exact.names.index(FE)], np.sort(pred[FE])[:5])
+    # the stochastic search (forced) and the integer program reach the same optimum
+    search = design(lattice, {"S->V": 5}, objective=Objective(FE), n=5, predictors=predictors,
+                    exhaustive_limit=0, time_limit=20, seed=1)
+    assert not search.exhaustive
+    assert search.n_scored < len(classes)
+    assert len(search.optimum) == 1 and search.optimum[0].proven_optimal
+    assert search.optimum[0].value == pytest.approx(pred[FE].min(), abs=1e-12)
+    assert search.mean[0, search.names.index(FE)] == pytest.approx(pred[FE].min(), abs=1e-12)
+    assert search.proven_optimal
+
+
+def test_stochastic_search_finds_the_exhaustive_top_and_scores_each_class_once(lattice, predictors) -> None:
+    counts = {"S->V": 3}
+    classes, pred = _scored(lattice, predictors, counts)
+    res = design(lattice, counts, objective=Objective(GAP, maximize=True), n=5, predictors=predictors,
+                 exhaustive_limit=0, time_limit=5, prove=False, chains=64)
+    assert not res.exhaustive
+    assert res.n_scored <= len(classes)  # never more classes than exist: each scored once
+    assert res.n_proposed > res.n_scored
+    np.testing.assert_allclose(res.mean[:, res.names.index(GAP)], np.sort(pred[GAP])[::-1][:5])
+
+
+def test_every_design_has_the_composition_distinct_keys_and_repredicts_inside(lattice, predictors) -> None:
+    window = PropertyWindow(GAP, 0.9, 1.0)
+    res = design(lattice, {"Mo->W": 2, "S->V": 6}, targets=[window], n=10, predictors=predictors,
+                 time_limit=4, chains=64)
+    assert len(res.states) == 10 and res.in_window.all()
+    comp = composition(res.states, lattice)
+    w, v = lattice.kind("Mo", "W").code, lattice.kind("S", "V").code
+    assert (comp[:, w] == 2).all() and (comp[:, v] == 6).all()
+    assert (comp[:, 1:].sum(axis=1) == 8).all()
+    assert len({bytes(k) for k in res.keys}) == 10
+    again = predictors[GAP].predict(res.states, lattice)  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(again, res.mean[:, res.names.index(GAP)])
+    assert ((again >= 0.9) & (again <= 1.0)).all()
+    # ranked by the probability of lying in the window
+    assert (np.diff(res.p_window) <= 1e-12).all()
+    df = res.to_frame()
+    assert list(df.columns[:4]) == ["id", "defects", "canonical_key", "orbit_size"]
+    assert {GAP, f"{GAP}_std", FE, f"{FE}_std", "p_window", "in_window"} <= set(df.columns)
+
+
+def test_a_window_nothing_reaches_returns_the_closest_classes(lattice, predictors) -> None:
+    res = design(lattice, {"S->V": 2}, targets=[PropertyWindow(GAP, 40.0, 41.0)], n=3,
+                 predictors=predictors)
+    assert res.exhaustive and res.n_feasible == 0
+    assert not res.in_window.any() and (res.distance > 0).all()
+    classes, pred = _scored(lattice, predictors, {"S->V": 2})
+    np.testing.assert_allclose(res.mean[:, res.names.index(GAP)], np.sort(pred[GAP])[::-1][:3])
+
+
+def test_count_ranges_expand_to_every_composition(lattice) -> None:
+    ranges = parse_count_ranges("Mo->W=1,S->V=2..4")
+    assert ranges == {"Mo->W": (1, 1), "S->V": (2, 4)}
+    comps = compositions(lattice, ranges)
+    v = lattice.kind("S", "V").code
+    assert [int(c[v]) for c in comps] == [2, 3, 4]
+    assert n_placements(comps[0], lattice) == 64 * 128 * 127 // 2
+
+
+def test_integer_program_matches_the_enumerated_minimum(lattice, predictors) -> None:
+    fe = predictors[FE]
+    expansion = pair_expansion(fe)
+    assert expansion is not None
+    x = Canonicalizer(lattice).sample({"Mo->V": 1, "Mo->W": 2, "S->V": 3, "S->Se": 2}, 40, seed=3)
+    np.testing.assert_allclose(expansion.predict(x, lattice), fe.predict(x, lattice), atol=1e-12)  # type: ignore[attr-defined]
+    classes, pred = _scored(lattice, {FE: fe}, {"Mo->W": 1, "S->V": 2})
+    g = minimize_pair_expansion(expansion, lattice, {"Mo->W": 1, "S->V": 2}, time_limit=60)
+    assert g.proven_optimal
+    assert g.value == pytest.approx(pred[FE].min(), abs=1e-12)
+    assert g.bound <= g.value + 1e-9
+    top = minimize_pair_expansion(expansion, lattice, {"Mo->W": 1, "S->V": 2}, maximize=True)
+    assert top.value == pytest.approx(pred[FE].max(), abs=1e-12)
+    assert pair_expansion(predictors[GAP]) is None  # trees are not a pair expansion
+
+
+def test_rank_prefers_likely_candidates() -> None:
+    mean = np.array([[0.95], [0.95], [0.80]])
+    std = np.array([[0.01], [0.2], [0.01]])
+    order, inside, p, dist = rank(mean, std, ["g"], [PropertyWindow("g", 0.9, 1.0)], None)
+    assert order.tolist() == [0, 1, 2]
+    assert inside.tolist() == [True, True, False]
+    assert p[0] > p[1] > p[2] and dist[2] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("homo_lumo_gap=0.95:0.90", "empty"),
+    ("homo_lumo_gap=0.9", "looks like"),
+    ("homo_lumo_gap=a:b", "must be numbers"),
+    ("=0.1:0.2", "looks like"),
+    ("gap=nan:1", "finite"),
+])
+def test_malformed_windows_are_refused(text: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse_window(text)
+
+
+def test_bad_design_requests_are_refused(lattice, predictors) -> None:
+    with pytest.raises(ValueError, match="no model predicts 'band_gap'"):
+        design(lattice, {"S->V": 2}, targets=[PropertyWindow("band_gap", 0, 1)], predictors=predictors)
+    with pytest.raises(ValueError, match="do not fit"):
+        design(lattice, {"Mo->W": 65}, objective=Objective(FE), predictors=predictors)
+    with pytest.raises(ValueError, match="nothing to design"):
+        design(lattice, {"S->V": 2}, predictors=predictors)
+    with pytest.raises(ValueError, match="S->V=3"):
+        parse_count_ranges("S->V=three")
+    with pytest.raises(ValueError, match="empty"):
+        parse_count_ranges("S->V=4..2")
