@@ -1,9 +1,12 @@
 #include "arrays.hpp"
 #include "defectspace/enumerate.hpp"
+#include "errors.hpp"
 
 namespace py = pybind11;
 using defectspace::Canonicalizer;
 using defectspace::bindings::checked;
+using defectspace::bindings::describe_supercell;
+using defectspace::bindings::with_memory_message;
 
 namespace {
 py::ssize_t ssize(std::size_t n) { return static_cast<py::ssize_t>(n); }
@@ -14,16 +17,22 @@ void bind_enumerate(py::module_& m) {
       "enumerate_distinct",
       [](const Canonicalizer& c, const py::array& counts, std::size_t n_threads) {
         const auto k = checked<std::int64_t>(counts, {ssize(c.n_kinds() + 1)}, "counts");
-        defectspace::Enumeration e;
-        {
-          py::gil_scoped_release release;
-          e = defectspace::enumerate_distinct(c, k.data(), n_threads);
-        }
-        py::array_t<std::uint8_t> states({ssize(e.orbit.size()), ssize(c.n_sites())});
-        std::copy(e.states.begin(), e.states.end(), states.mutable_data());
-        py::array_t<std::int64_t> orbit(ssize(e.orbit.size()));
-        std::copy(e.orbit.begin(), e.orbit.end(), orbit.mutable_data());
-        return py::make_tuple(states, orbit);
+        std::string counts_text;
+        for (std::size_t i = 1; i <= c.n_kinds(); ++i) counts_text += (i > 1 ? ", " : "") + std::to_string(k.data()[i]);
+        const std::string purpose = "to enumerate the distinct placements with counts [" + counts_text + "] on " +
+                                    describe_supercell(c.group()) + "; ask for fewer defects or a smaller supercell";
+        return with_memory_message(purpose, [&] {
+          defectspace::Enumeration e;
+          {
+            py::gil_scoped_release release;
+            e = defectspace::enumerate_distinct(c, k.data(), n_threads);
+          }
+          py::array_t<std::uint8_t> states({ssize(e.orbit.size()), ssize(c.n_sites())});
+          std::copy(e.states.begin(), e.states.end(), states.mutable_data());
+          py::array_t<std::int64_t> orbit(ssize(e.orbit.size()));
+          std::copy(e.orbit.begin(), e.orbit.end(), orbit.mutable_data());
+          return py::make_tuple(states, orbit);
+        });
       },
       py::arg("canonicalizer"), py::arg("counts"), py::arg("n_threads") = 0,
       "All distinct placements with counts[k] defects of kind k (counts[0] ignored): (canonical states, orbit sizes).");

@@ -1,11 +1,15 @@
+#include <cstdio>
 #include <memory>
 
 #include "arrays.hpp"
 #include "defectspace/group.hpp"
+#include "errors.hpp"
 
 namespace py = pybind11;
 using defectspace::SymmetryGroup;
 using defectspace::bindings::checked;
+using defectspace::bindings::describe_supercell;
+using defectspace::bindings::with_memory_message;
 
 void bind_group(py::module_& m) {
   py::class_<SymmetryGroup, std::shared_ptr<SymmetryGroup>>(m, "SymmetryGroup",
@@ -20,10 +24,14 @@ void bind_group(py::module_& m) {
             const py::ssize_t n_ops = rot.shape(0);
             const auto bmap = checked<std::int32_t>(basis_map, {n_ops, nb}, "basis_map");
             const auto sh = checked<std::int32_t>(shifts, {n_ops, nb, 2}, "shifts");
-            py::gil_scoped_release release;
-            return std::make_shared<SymmetryGroup>(SymmetryGroup::from_point_operations(
-                rot.data(), bmap.data(), sh.data(), static_cast<std::size_t>(n_ops), static_cast<std::size_t>(nb),
-                types.data(), n1, n2));
+            const std::string purpose = "to build the symmetry group of the " + std::to_string(n1) + "x" +
+                                        std::to_string(n2) + " supercell";
+            return with_memory_message(purpose, [&] {
+              py::gil_scoped_release release;
+              return std::make_shared<SymmetryGroup>(SymmetryGroup::from_point_operations(
+                  rot.data(), bmap.data(), sh.data(), static_cast<std::size_t>(n_ops), static_cast<std::size_t>(nb),
+                  types.data(), n1, n2));
+            });
           },
           py::arg("rotations"), py::arg("basis_map"), py::arg("shifts"), py::arg("site_types"), py::arg("n1"),
           py::arg("n2"))
@@ -32,9 +40,13 @@ void bind_group(py::module_& m) {
           [](const py::array& perms, const py::array& site_types) {
             const auto types = checked<std::int32_t>(site_types, {-1}, "site_types");
             const auto p = checked<std::int32_t>(perms, {-1, types.shape(0)}, "permutations");
-            py::gil_scoped_release release;
-            return std::make_shared<SymmetryGroup>(SymmetryGroup::from_permutations(
-                p.data(), static_cast<std::size_t>(p.shape(0)), static_cast<std::size_t>(p.shape(1)), types.data()));
+            const std::string purpose = "to build a group of " + std::to_string(p.shape(0)) + " permutations of " +
+                                        std::to_string(p.shape(1)) + " sites";
+            return with_memory_message(purpose, [&] {
+              py::gil_scoped_release release;
+              return std::make_shared<SymmetryGroup>(SymmetryGroup::from_permutations(
+                  p.data(), static_cast<std::size_t>(p.shape(0)), static_cast<std::size_t>(p.shape(1)), types.data()));
+            });
           },
           py::arg("permutations"), py::arg("site_types"))
       .def_property_readonly("order", &SymmetryGroup::order)
@@ -42,11 +54,22 @@ void bind_group(py::module_& m) {
       .def_property_readonly("identity", &SymmetryGroup::identity)
       .def("permutations",
            [](const SymmetryGroup& g) {
-             py::array_t<std::int32_t> out({static_cast<py::ssize_t>(g.order()), static_cast<py::ssize_t>(g.n_sites())});
-             auto* o = out.mutable_data();
-             for (std::size_t e = 0; e < g.order(); ++e)
-               for (std::size_t s = 0; s < g.n_sites(); ++s) o[e * g.n_sites() + s] = g.perm(e)[s];
-             return out;
+             char gib[32];
+             std::snprintf(gib, sizeof gib, "%.1f",
+                           static_cast<double>(g.order()) * static_cast<double>(g.n_sites()) * 4.0 / (1 << 30));
+             const std::string purpose = "for the permutation table of " + describe_supercell(g) + " (" +
+                                         std::to_string(g.order()) + " elements x " + std::to_string(g.n_sites()) +
+                                         " sites, int32: " + gib + " GiB); canonicalization and enumeration do not need it";
+             return with_memory_message(purpose, [&] {
+               py::array_t<std::int32_t> out({static_cast<py::ssize_t>(g.order()), static_cast<py::ssize_t>(g.n_sites())});
+               auto* o = out.mutable_data();
+               py::gil_scoped_release release;
+               for (std::size_t e = 0; e < g.order(); ++e) {
+                 const auto p = g.element(e);
+                 for (std::size_t s = 0; s < g.n_sites(); ++s) o[e * g.n_sites() + s] = p[s];
+               }
+               return out;
+             });
            },
            "Images of every site under every element, shape (order, n_sites), int32.")
       .def("element_operations",

@@ -112,7 +112,7 @@ void Canonicalizer::apply(const std::uint8_t* states, const std::int64_t* ops, s
     if (g < 0 || static_cast<std::size_t>(g) >= group_->order())
       throw std::invalid_argument("row " + std::to_string(r) + ": operation " + std::to_string(g) + " outside 0.." +
                                   std::to_string(group_->order() - 1));
-    const Site* p = group_->perm(static_cast<std::size_t>(g));
+    const auto p = group_->element(static_cast<std::size_t>(g));
     const std::uint8_t* x = states + r * n;
     std::uint8_t* y = out + r * n;
     for (std::size_t s = 0; s < n; ++s) y[p[s]] = x[s];

@@ -21,7 +21,7 @@ void random_images(const Canonicalizer& canon, const std::uint8_t* states, std::
     for (std::size_t r = begin; r < end; ++r) {
       Rng rng(seed, r);
       const auto g = static_cast<std::size_t>(rng.below(G.order()));
-      const Site* p = G.perm(g);
+      const auto p = G.element(g);
       const std::uint8_t* x = states + r * n;
       std::uint8_t* y = images + r * n;
       for (std::size_t s = 0; s < n; ++s) y[p[s]] = x[s];
