@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the C++ core with AddressSanitizer + UndefinedBehaviorSanitizer (CMake option
-# DEFECTSPACE_SANITIZE) into a private folder and runs the test suite against that build.
+# DEFECTSPACE_SANITIZE) and warnings as errors (DEFECTSPACE_WERROR) into a private folder, runs the
+# C++ test of the core (tests/cpp, via ctest) and then the test suite against that build.
 #
 #   scripts/sanitize.sh [pytest args...]      (default: the whole suite)
 #
@@ -13,8 +14,12 @@ PY="${PYTHON:-python}"
 rm -rf "$OUT/site"
 mkdir -p "$OUT"
 "$PY" -m pip install --no-deps --no-build-isolation --target "$OUT/site" \
-  -Ccmake.define.DEFECTSPACE_SANITIZE=ON -Ccmake.build-type=RelWithDebInfo \
+  -Ccmake.define.DEFECTSPACE_SANITIZE=ON -Ccmake.define.DEFECTSPACE_WERROR=ON \
+  -Ccmake.define.DEFECTSPACE_BUILD_TESTS=ON -Ccmake.build-type=RelWithDebInfo \
   -Cbuild-dir="$OUT/build" "$ROOT" >"$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+# The C++ test links the sanitizer runtime itself (no preload needed).
+(cd "$OUT/build" && ASAN_OPTIONS="abort_on_error=1:halt_on_error=1" UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+  ctest --output-on-failure) || exit 1
 # An editable install's import redirect would shadow the sanitized build: drop it.
 cat >"$OUT/site/sitecustomize.py" <<'PYEOF'
 import sys
