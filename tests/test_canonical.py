@@ -361,6 +361,32 @@ def test_sparse_input_matches_dense_and_refuses_bad_rows() -> None:
     assert empty[0].shape == (0, 48)
 
 
+def test_index_inputs_refuse_non_integers_and_out_of_range_values() -> None:
+    """Sites, codes, offsets, keys and operations are never cast silently (17.9 -> 17, 256 -> 0)."""
+    c = canon()
+    cases = [
+        (lambda: c.canonicalize_sparse([17.9], [3], [0, 1]), "sites: 17.9 at index 0 is not an integer"),
+        (lambda: c.canonicalize_sparse([17], [3.7], [0, 1]), "codes: 3.7 at index 0 is not an integer"),
+        (lambda: c.canonicalize_sparse([17], [256], [0, 1]), r"codes: 256 at index 0 is out of range 0\.\.255"),
+        (lambda: c.canonicalize_sparse([2**32 + 17], [3], [0, 1]), f"sites: {2**32 + 17} at index 0"),
+        (lambda: c.canonicalize_sparse([17], [3], [0, 1.5]), "offsets: 1.5 at index 1 is not an integer"),
+        (lambda: c.canonicalize_sparse(["17"], [3], [0, 1]), "sites: expected integers"),
+        (lambda: c.apply(np.zeros(192, np.uint8), 1.5), "operations: 1.5 is not an integer"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    keys = c.keys(c.sample({"S->V": 2}, 2, seed=0)).astype(np.int64)
+    keys[1, 3] = 256
+    with pytest.raises(ValueError, match=r"keys: 256 at index \(1, 3\) is out of range 0\.\.255"):
+        c.from_keys(keys)
+    with pytest.raises(ValueError, match=r"keys: \d+\.5 at index \(0, 0\) is not an integer"):
+        c.from_keys(keys[:1] + 0.5)
+    # whole numbers of any integer or float dtype are fine
+    s = c.canonicalize_sparse(np.array([17.0]), np.array([3], dtype=np.int64), [0, 1])
+    np.testing.assert_array_equal(s[0], c.keys(parse_2dmd("vac:17:S->V", c.lattice)))
+
+
 @pytest.mark.parametrize("n", [12, 16])
 def test_large_supercells_use_translation_views_correctly(n: int) -> None:
     """Large groups map sites through point rows plus translations; keys must stay invariant."""

@@ -245,6 +245,20 @@ def test_finetune_with_property_learns_and_stays_invariant(canon: Canonicalizer)
         finetune_with_property(emb, x[:3], np.array([1.0, np.nan, 2.0]))
 
 
+def test_finetune_with_property_refuses_what_it_would_have_cast() -> None:
+    emb = tiny_embedder()
+    x = placements(10, (1, 4), 3)
+    y = np.arange(10.0)
+    with pytest.raises(ValueError, match="integer dtype"):
+        finetune_with_property(emb, x + 0.5, y, steps=1)
+    bad = x.astype(np.int64)
+    bad[4, 7] = 260
+    with pytest.raises(ValueError, match="row 4, site 7 has code 260"):
+        finetune_with_property(emb, bad, y, steps=1)
+    with pytest.raises(ValueError, match="192 sites"):
+        finetune_with_property(emb, x[:, :100], y, steps=1)
+
+
 def test_pair_stream_is_deterministic_and_verified(canon: Canonicalizer) -> None:
     s = PairStream(canon, TrainConfig(batch_size=64, seed=5))
     a, b = s.batch(3), s.batch(3)

@@ -25,12 +25,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from defectspace import _core
 from defectspace.lattice import Lattice
-from defectspace.placement import as_states, counts_vector
+from defectspace.placement import as_integers, as_states, counts_vector
 
 KEY_FORMAT_VERSION: int = int(_core.KEY_FORMAT_VERSION)
 """Version of the key layout; a stored key keeps its meaning while this stays the same."""
 
 KEY_PREFIX = f"ds{KEY_FORMAT_VERSION}:"
+
+_INT32 = (int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max))
+_INT64 = (int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max))
 
 
 @dataclass(frozen=True)
@@ -137,13 +140,12 @@ class Canonicalizer:
         ``codes[offsets[r]:offsets[r+1]]`` (``offsets`` has n + 1 entries, starting at 0). The
         cost per placement depends on its defects only, not on the supercell's size.
         """
-        s = np.ascontiguousarray(np.asarray(sites), dtype=np.int32)
-        c = np.asarray(codes)
-        if c.size and (c.min() < 0 or c.max() > 255):
-            raise ValueError(f"codes must lie in 1..{self.lattice.n_kinds}")
-        off = np.ascontiguousarray(np.asarray(offsets), dtype=np.int64)
-        keys, orbit, op = self.core.canonicalize_sparse(
-            s, np.ascontiguousarray(c, dtype=np.uint8), off, self.n_threads)
+        # refused here: what the casts would corrupt; by the core, naming the row: sites out of
+        # the lattice, codes a site cannot hold, bad offsets
+        s = as_integers(sites, "sites", *_INT32, np.int32)
+        c = as_integers(codes, "codes", 0, 255, np.uint8)
+        off = as_integers(offsets, "offsets", *_INT64, np.int64)
+        keys, orbit, op = self.core.canonicalize_sparse(s, c, off, self.n_threads)
         return keys, orbit, op
 
     def keys(self, states: ArrayLike) -> NDArray[np.uint8]:
@@ -171,7 +173,7 @@ class Canonicalizer:
 
     def from_keys(self, keys: ArrayLike) -> NDArray[np.uint8]:
         """Canonical placements encoded by keys."""
-        k = np.ascontiguousarray(np.asarray(keys, dtype=np.uint8))
+        k = as_integers(keys, "keys", 0, 255, np.uint8)
         if k.ndim == 1:
             k = k[None, :]
         out: NDArray[np.uint8] = self.core.unpack_keys(k)
@@ -180,8 +182,9 @@ class Canonicalizer:
     def apply(self, states: ArrayLike, operations: ArrayLike) -> NDArray[np.uint8]:
         """Row i transformed by group element ``operations[i]`` (a scalar applies to every row)."""
         x = as_states(states, self.lattice)
-        ops = np.broadcast_to(np.asarray(operations, dtype=np.int64), (x.shape[0],))
-        out: NDArray[np.uint8] = self.core.apply(x, np.ascontiguousarray(ops))
+        ops = as_integers(operations, "operations", *_INT64, np.int64)
+        out: NDArray[np.uint8] = self.core.apply(
+            x, np.ascontiguousarray(np.broadcast_to(ops, (x.shape[0],))))
         return out
 
     def random_images(self, states: ArrayLike, seed: int) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:

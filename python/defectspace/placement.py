@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from defectspace.lattice import VACANCY, Lattice
 
@@ -69,6 +70,38 @@ def as_states(states: ArrayLike, lattice: Lattice, name: str = "states") -> NDAr
             )
         arr = arr.astype(np.uint8)
     return np.ascontiguousarray(arr)
+
+
+def as_integers(values: ArrayLike, name: str, low: int, high: int, dtype: DTypeLike) -> NDArray[Any]:
+    """``values`` as a C-contiguous array of ``dtype`` after checking that every value is a whole
+    number in ``[low, high]``: nothing is truncated (17.9 -> 17) or wrapped (256 -> 0 in uint8).
+
+    Raises:
+        ValueError: naming the first bad value (and its index).
+    """
+    arr = np.asarray(values)
+    if arr.size and (arr.dtype == np.bool_ or arr.dtype.kind not in "iuf"):
+        raise ValueError(f"{name}: expected integers, got dtype {arr.dtype}")
+    if arr.size:
+        if arr.dtype.kind == "f":
+            fractional = ~np.isfinite(arr) | (arr != np.round(arr))
+            if fractional.any():
+                value, where = _first(arr, fractional)
+                raise ValueError(f"{name}: {value!r}{where} is not an integer")
+        outside = (arr < low) | (arr > high)
+        if outside.any():
+            value, where = _first(arr, outside)
+            raise ValueError(f"{name}: {int(value)}{where} is out of range {low}..{high}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _first(arr: NDArray[Any], mask: NDArray[np.bool_]) -> tuple[Any, str]:
+    """The first value where ``mask`` holds, and `` at index i`` (or ``(i, j)``; nothing for a scalar)."""
+    position = tuple(int(v) for v in np.argwhere(mask)[0])
+    value = arr[position].item()
+    if not position:
+        return value, ""
+    return value, f" at index {position[0] if len(position) == 1 else position}"
 
 
 def from_defects(rows: Iterable[Iterable[tuple[int, str]]], lattice: Lattice) -> NDArray[np.uint8]:

@@ -35,13 +35,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
 from defectspace.canonical import Canonicalizer
 from defectspace.embedding import Embedder, Encoder, EncoderConfig, n_channels, resolve_device
 from defectspace.lattice import Lattice
-from defectspace.placement import parse_2dmd
+from defectspace.placement import as_states, parse_2dmd
 
 EVAL_STREAM = 1_000_003
 """Offset of the evaluation seed stream: evaluation draws never coincide with a training step's."""
@@ -251,7 +251,7 @@ def margin_loss(za: torch.Tensor, zp: torch.Tensor, zn: torch.Tensor, a_cls: tor
 
 
 # --------------------------------------------------------------------------- property fine-tuning
-def finetune_with_property(embedder: Embedder, states: NDArray[np.uint8], y: NDArray[np.float64],
+def finetune_with_property(embedder: Embedder, states: ArrayLike, y: ArrayLike,
                            steps: int = 400, batch_size: int = 128, lr: float = 1e-3,
                            weight: float = 1.0, seed: int = 0, margin: float = 0.5,
                            threads: int = 1) -> Embedder:
@@ -263,10 +263,11 @@ def finetune_with_property(embedder: Embedder, states: NDArray[np.uint8], y: NDA
     sets torch's CPU threads for the run (restored afterwards; 1 is fastest for these small
     batches on a shared machine).
     """
-    x = np.asarray(states, dtype=np.uint8)
+    x = as_states(states, embedder.lattice)
     t = np.asarray(y, dtype=np.float64)
-    if x.ndim != 2 or t.shape != (x.shape[0],) or not np.isfinite(t).all() or x.shape[0] < 2:
-        raise ValueError("states must be (n, n_sites) and y (n,) finite, n >= 2")
+    if t.shape != (x.shape[0],) or not np.isfinite(t).all() or x.shape[0] < 2:
+        raise ValueError(f"y must hold one finite label per placement ({x.shape[0]}, at least 2), "
+                         f"got shape {t.shape}")
     old_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:
