@@ -57,7 +57,7 @@ def placements(n: int, defects: tuple[int, int], seed: int) -> np.ndarray:
 
 
 def tiny_embedder(device: str = "cpu") -> Embedder:
-    enc = Encoder(EncoderConfig(channels=8, layers=2, hidden=16, dim=12))
+    enc = Encoder(EncoderConfig(channels=8, layers=2, hidden=16, dim=12, architecture="cnn"))
     return Embedder(enc, LAT, device)
 
 
@@ -129,7 +129,7 @@ def test_equivariant_channels_must_fill_the_orientations() -> None:
     with pytest.raises(ValueError, match="multiple of the 12 point operations"):
         Encoder(EncoderConfig(architecture="equivariant", channels=20), LAT)
     with pytest.raises(ValueError, match="needs its lattice"):
-        Encoder(EncoderConfig(architecture="equivariant"))
+        Encoder(EncoderConfig())
 
 
 def test_any_supercell_of_the_lattice() -> None:
@@ -243,6 +243,12 @@ def test_finetune_with_property_learns_and_stays_invariant(canon: Canonicalizer)
     assert r2(tuned.embed(x)) > r2(before) + 0.4  # 0.09 before tuning
     with pytest.raises(ValueError, match="finite"):
         finetune_with_property(emb, x[:3], np.array([1.0, np.nan, 2.0]))
+
+
+def test_encoder_and_training_defaults_agree() -> None:
+    """An EncoderConfig() is the encoder a TrainConfig() trains (both equivariant)."""
+    assert EncoderConfig().architecture == TrainConfig().architecture == "equivariant"
+    assert TrainConfig().encoder_config(LAT) == EncoderConfig()
 
 
 def test_finetune_with_property_refuses_what_it_would_have_cast() -> None:

@@ -74,8 +74,9 @@ class EncoderConfig:
     """Embedding size."""
     normalize: bool = True
     """Whether embeddings are scaled to unit length (distances then lie in [0, 2])."""
-    architecture: str = "cnn"
-    """``"cnn"`` (free kernels, learned invariance) or ``"equivariant"`` (point-group convolutions)."""
+    architecture: str = "equivariant"
+    """``"equivariant"`` (point-group convolutions, invariant by construction; needs the lattice)
+    or ``"cnn"`` (the paper's free kernels, learned invariance)."""
     radius: float = 6.1
     """``"equivariant"`` only: angstrom around a cell's basis-0 site that its first layer sees (6.1:
     MoS2's metal shells up to sqrt(3) a and the chalcogens around them, a 5x5 kernel)."""
