@@ -367,7 +367,8 @@ def test_index_inputs_refuse_non_integers_and_out_of_range_values() -> None:
     cases = [
         (lambda: c.canonicalize_sparse([17.9], [3], [0, 1]), "sites: 17.9 at index 0 is not an integer"),
         (lambda: c.canonicalize_sparse([17], [3.7], [0, 1]), "codes: 3.7 at index 0 is not an integer"),
-        (lambda: c.canonicalize_sparse([17], [256], [0, 1]), r"codes: 256 at index 0 is out of range 0\.\.255"),
+        (lambda: c.canonicalize_sparse([17], [256], [0, 1]),
+         r"codes: 256 at index 0 is out of range 0\.\.255"),
         (lambda: c.canonicalize_sparse([2**32 + 17], [3], [0, 1]), f"sites: {2**32 + 17} at index 0"),
         (lambda: c.canonicalize_sparse([17], [3], [0, 1.5]), "offsets: 1.5 at index 1 is not an integer"),
         (lambda: c.canonicalize_sparse(["17"], [3], [0, 1]), "sites: expected integers"),
