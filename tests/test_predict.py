@@ -194,28 +194,7 @@ def test_gap_predictor_on_2dmd_rows() -> None:
 
 
 def test_cli_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
-
-    from defectspace import cli
-    from defectspace.predict import add_predict_parsers
-
-    def run(argv: list[str]) -> int:
-        try:
-            help_text = cli.build_parser().format_help()
-        except ModuleNotFoundError as exc:  # another sub-command's module is mid-change
-            if not (exc.name or "").startswith("defectspace.") or exc.name == "defectspace.predict":
-                raise
-            help_text = ""
-        if "predict" in help_text:
-            return cli.main(argv)
-        parser = argparse.ArgumentParser(prog="defectspace")
-        add_predict_parsers(parser.add_subparsers(dest="command", required=True))
-        args = parser.parse_args(argv)
-        try:
-            return int(args.handler(args))
-        except ValueError as exc:
-            print(f"defectspace: error: {exc}")
-            return 2
+    from defectspace.cli import main as run
 
     x = _sample(5, 7)
     inp = tmp_path / "in.csv"

@@ -648,10 +648,3 @@ def cmd_plot_embeddings(args: argparse.Namespace) -> int:
                            n_images=args.images, method=args.method, exact=args.exact, seed=args.seed)
     print(f"figure -> {path}", file=sys.stderr)
     return 0
-
-
-def _main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual use
-    parser = argparse.ArgumentParser(prog="defectspace-embedding")
-    add_embed_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.handler(args))

@@ -36,8 +36,6 @@ class PlacementTable:
     """The parsed rows' input columns (all of them, ``id`` and ``defects`` included)."""
     errors: list[tuple[int, str, str]] = field(default_factory=list)
     """(line number in the file, id, reason) of each row that could not be used."""
-    notes: list[str] = field(default_factory=list)
-    """Per parsed row: ``""`` or why the structure's mapping needs a look (flagged, not dropped)."""
 
 
 class InputError(ValueError):
@@ -112,7 +110,7 @@ def _read_table(path: Path, lattice: Lattice, on_error: OnError) -> PlacementTab
         keep[r] = False
     kept = df[keep].reset_index(drop=True)
     return PlacementTable([str(i) for i in kept["id"]], np.ascontiguousarray(states[keep]), kept,
-                          errors, [""] * len(kept))
+                          errors)
 
 
 def _read_structures(path: Path, lattice: Lattice, on_error: OnError) -> PlacementTable:
@@ -123,7 +121,6 @@ def _read_structures(path: Path, lattice: Lattice, on_error: OnError) -> Placeme
 
     ids: list[str] = []
     rows: list[NDArray[np.uint8]] = []
-    notes: list[str] = []
     errors: list[tuple[int, str, str]] = []
     for index, item in enumerate(read_structures(path)):
         name, atoms = item
@@ -142,10 +139,9 @@ def _read_structures(path: Path, lattice: Lattice, on_error: OnError) -> Placeme
             continue
         ids.append(name)
         rows.append(mapping.states)
-        notes.append("")
     states = np.array(rows, dtype=np.uint8).reshape(len(rows), lattice.n_sites)
     extra = pd.DataFrame({"id": ids, "defects": format_2dmd(states, lattice)})
-    return PlacementTable(ids, states, extra, errors, notes)
+    return PlacementTable(ids, states, extra, errors)
 
 
 def report_errors(table: PlacementTable, stream: IO[str] | None = None) -> None:
