@@ -15,6 +15,7 @@ from defectspace.structure import (
     DEFAULT_AMBIGUITY_RATIO,
     DEFAULT_MAX_DISPLACEMENT,
     StructureMapping,
+    atom_site_distances,
     map_structure,
     map_structures,
     placement_to_atoms,
@@ -112,6 +113,22 @@ def test_mapping_ignores_atom_order_periodic_images_and_vacuum() -> None:
     assert not m.ambiguous
     np.testing.assert_array_equal(m.assignment, map_structure(atoms, lat).assignment[order])
     assert 0.0 < m.max_displacement < 0.3
+
+
+def test_atom_site_distances_are_true_minimum_images_on_a_2x2_cell() -> None:
+    """On the 120-degree cell rounding fractional differences picks the wrong image for some
+    pairs (2x2: the Mo pair 3-6 and the S pairs 4-7, 5-8 at 3.19 A came out as 5.53 A)."""
+    lat = Lattice.preset("MoS2", (2, 2))
+    atoms = placement_to_atoms(np.zeros(lat.n_sites, dtype=np.uint8), lat)
+    d = atom_site_distances(atoms, lat)
+    np.testing.assert_allclose(d, lat.minimum_image_distances(), atol=1e-9)
+    for a, b in [(3, 6), (4, 7), (5, 8)]:
+        assert d[a, b] == pytest.approx(3.1903157)
+    # a taller cell (vacuum) and atoms on periodic images change nothing
+    moved = atoms.copy()
+    moved.cell[2] = [0.0, 0.0, 30.0]
+    moved.positions += np.array([1, -2, 0]) @ lat.supercell_cell
+    np.testing.assert_allclose(atom_site_distances(moved, lat), d, atol=1e-9)
 
 
 def test_mapping_returns_read_only_arrays() -> None:

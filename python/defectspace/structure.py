@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from defectspace.lattice import Lattice
+from defectspace.lattice import Lattice, minimum_image
 from defectspace.placement import PlacementError, as_states
 
 if TYPE_CHECKING:
@@ -108,8 +108,8 @@ class _Plan:
     """(n_sites, 2) in-plane fractional site coordinates."""
     z: NDArray[np.float64]
     """(n_sites,) cartesian site heights in angstrom."""
-    cell_xy: NDArray[np.float64]
-    """(2, 2) in-plane supercell vectors (x, y components) as rows."""
+    cell: NDArray[np.float64]
+    """(3, 3) supercell vectors as rows (:attr:`Lattice.supercell_cell`)."""
 
 
 _PLANS: weakref.WeakKeyDictionary[Lattice, _Plan] = weakref.WeakKeyDictionary()
@@ -161,11 +161,9 @@ def _plan(lattice: Lattice) -> _Plan:
                for h in group}
         vacancy_codes = np.array([vac[h] for h in host_here], dtype=np.int64)
         sublattices.append(_Sublattice(sites, elements, allowed, codes, vacancy_codes))
-    cell = lattice.supercell_cell
     plan = _Plan(tuple(sublattices), sublattice_of, element_of,
                  np.ascontiguousarray(lattice.fractional_positions[:, :2]),
-                 np.ascontiguousarray(lattice.positions[:, 2]),
-                 np.ascontiguousarray(cell[:2, :2]))
+                 np.ascontiguousarray(lattice.positions[:, 2]), lattice.supercell_cell)
     _PLANS[lattice] = plan
     return plan
 
@@ -251,6 +249,32 @@ def _fractional_xy(atoms: ase.Atoms) -> NDArray[np.float64]:
     return np.asarray(np.linalg.solve(cell[:2, :2].T, pos[:, :2].T).T, dtype=np.float64)
 
 
+def _site_distances(frac_xy: NDArray[np.float64], z: NDArray[np.float64], plan: _Plan,
+                    sites: NDArray[np.int64] | slice) -> NDArray[np.float64]:
+    """(n_atoms, n_sites) minimum-image distances of atoms (in-plane fractions, cartesian z) to
+    the given sites: periodic in plane, not in z."""
+    delta = np.empty((frac_xy.shape[0], plan.z[sites].shape[0], 3))
+    delta[..., :2] = frac_xy[:, None, :] - plan.frac_xy[None, sites, :]
+    delta[..., 2] = (z[:, None] - plan.z[None, sites]) / plan.cell[2, 2]
+    out: NDArray[np.float64] = np.linalg.norm(minimum_image(delta, plan.cell), axis=-1)
+    return out
+
+
+def atom_site_distances(atoms: ase.Atoms, lattice: Lattice, *,
+                        cell_tolerance: float = DEFAULT_CELL_TOLERANCE) -> NDArray[np.float64]:
+    """(n_atoms, n_sites) distances in angstrom from every atom to every site, as
+    :func:`map_structure` measures them: in-plane positions as fractions of the structure's own
+    cell, periodic in plane (the shortest image, :func:`~defectspace.lattice.minimum_image`),
+    heights as cartesian z.
+
+    Raises:
+        ValueError: the structure's in-plane cell does not fit the lattice's supercell.
+    """
+    _check_cell(np.asarray(atoms.cell.array, dtype=np.float64), lattice, cell_tolerance)
+    z = np.asarray(atoms.positions, dtype=np.float64)[:, 2]
+    return _site_distances(_fractional_xy(atoms), z, _plan(lattice), slice(None))
+
+
 def map_structure(
     atoms: ase.Atoms,
     lattice: Lattice,
@@ -325,11 +349,7 @@ def map_structure(
                 f"{lattice.name} {lattice.supercell[0]}x{lattice.supercell[1]} has only {m} sites"
             )
         # periodic (minimum-image) distances, atoms x sites of this sublattice
-        d = frac_xy[idx, None, :] - plan.frac_xy[None, sub.sites, :]
-        d -= np.round(d)
-        xy = d @ plan.cell_xy
-        dz = z[idx, None] - plan.z[None, sub.sites]
-        dist = np.sqrt(np.einsum("ask,ask->as", xy, xy) + dz * dz)
+        dist = _site_distances(frac_xy[idx], z[idx], plan, sub.sites)
         cost = np.where(sub.allowed[atom_element[idx]], dist, np.inf)
         # rows for the empty sites: free where the host may be vacant, forbidden elsewhere
         n_empty = m - len(idx)
