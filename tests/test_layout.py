@@ -1,4 +1,4 @@
-"""The project's layout: the README's benchmark command collects the benchmarks."""
+"""The project's layout: one copy of each concept, and the README's commands work."""
 
 from __future__ import annotations
 
@@ -9,6 +9,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "python" / "defectspace"
+
+
+def _sources() -> dict[str, str]:
+    return {p.relative_to(PACKAGE).as_posix(): p.read_text(encoding="utf-8")
+            for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_one_atomic_writer() -> None:
+    """Files are replaced in one place, io.atomic_path (there were four ways of doing it)."""
+    offenders = [name for name, text in _sources().items()
+                 if name != "io.py" and ("os.replace(" in text or "mkstemp(" in text)]
+    assert offenders == []
 
 
 @pytest.mark.slow

@@ -1,10 +1,10 @@
-"""Reading placements from CSV or structure files, and writing tables atomically."""
+"""Reading placements from CSV, Parquet or structure files, and the one atomic file writer."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -153,19 +153,36 @@ def report_errors(table: PlacementTable, stream: IO[str] | None = None) -> None:
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it only if the block finishes."""
+    """A new empty file beside ``path`` to write by name; it replaces ``path`` (fsynced first) only
+    if the block finishes, and is removed otherwise. The one atomic writer of the package.
+
+    The file is created like a plain ``open(path, "w")`` would create it: mode 0o666 less the
+    umask (``tempfile.mkstemp`` would make it 0o600). Its name is unique per process and call, so
+    concurrent writers of different files never collide.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        yield Path(tmp)
+        yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Writes ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_path`)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_csv_atomic(df: pd.DataFrame, path: str | Path) -> None:

@@ -49,6 +49,8 @@ import numpy as np
 from ase import Atoms
 from ase.io import read as ase_read
 
+from defectspace.io import write_text_atomic
+
 __all__ = [
     "DMD_CHEMICAL_POTENTIALS",
     "DMD_E_PRISTINE",
@@ -734,11 +736,7 @@ def _repair_output(path: Path, columns: Sequence[str]) -> set[str]:
     """
     header = ",".join(columns) + "\n"
     if not path.exists() or path.stat().st_size == 0:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            fh.write(header)
-            fh.flush()
-            os.fsync(fh.fileno())
+        write_text_atomic(path, header)
         return set()
     raw = path.read_text(encoding="utf-8")
     changed = False
@@ -767,12 +765,7 @@ def _repair_output(path: Path, columns: Sequence[str]) -> set[str]:
         seen.add(rows[0][0])
         kept.append(line)
     if changed:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.writelines(kept)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(kept))
     return seen
 
 
@@ -972,9 +965,7 @@ def _write_sidecar(
             "E_f = E_def - E_pristine + sum_removed mu(host) - sum_added mu(dopant); "
             "formation_energy_per_site = E_f / n_defects"
         )
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, sidecar)
+    write_text_atomic(sidecar, json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 
 def _chunks(seq: Sequence[str], size: int) -> Iterator[Sequence[str]]:

@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from defectspace.canonical import Canonicalizer, key_to_string
-from defectspace.io import OnError
+from defectspace.io import OnError, atomic_path, write_text_atomic
 from defectspace.lattice import Lattice, resolve_lattice
 from defectspace.placement import counts_vector, format_2dmd
 
@@ -171,10 +171,8 @@ def partition_of(keys: NDArray[np.uint8], n_partitions: int) -> NDArray[np.int64
 def _atomic_write_table(table: Any, path: Path) -> None:
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _chunk_done(work: Path, chunk: int) -> bool:
@@ -458,7 +456,7 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
             raise ValueError(f"{work} holds a run with other arguments or input; remove it or choose "
                              f"another output")
     else:
-        stamp_path.write_text(json.dumps({**stamp, "config": json.loads(cfg_json)}, indent=1))
+        write_text_atomic(stamp_path, json.dumps({**stamp, "config": json.loads(cfg_json)}, indent=1))
     times = StageTimes()
     runner = Runner(scheduler, n_workers)
     skipped = 0
@@ -499,24 +497,18 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
         runner.close()
     t = time.perf_counter()
     kept = 0
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    writer = None
-    try:
-        for p in range(cfg.n_partitions):
-            part_table = pq.read_table(work / "out" / f"p{p:03d}.parquet").replace_schema_metadata(None)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, part_table.schema)
-            writer.write_table(part_table)
-            kept += part_table.num_rows
-        if writer is not None:
-            writer.close()
-            writer = None
-        os.replace(tmp, out)
-    finally:
-        if writer is not None:
-            writer.close()
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(out) as tmp:
+        writer = None
+        try:
+            for p in range(cfg.n_partitions):
+                part_table = pq.read_table(work / "out" / f"p{p:03d}.parquet").replace_schema_metadata(None)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, part_table.schema)
+                writer.write_table(part_table)
+                kept += part_table.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
     times.add({"merge output": time.perf_counter() - t})
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
