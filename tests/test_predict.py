@@ -182,7 +182,7 @@ def test_refuses_other_lattice_and_corrupt_file(tmp_path: Path) -> None:
     (dst / "arrays.npz").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="checksum"):
         PropertyPredictor.load(dst)
-    with pytest.raises(ValueError, match="not a saved predictor"):
+    with pytest.raises(ValueError, match="no predictor checkpoint"):
         PropertyPredictor.load(tmp_path / "missing")
 
 

@@ -32,8 +32,6 @@ version, lattice description, hyperparameters, sha256 of the weights file, metri
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -45,6 +43,8 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
+from defectspace import checkpoint
+from defectspace.checkpoint import CheckpointFormat, sha256_hex, write_checkpoint
 from defectspace.lattice import Lattice
 from defectspace.placement import as_states
 
@@ -336,12 +336,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+CHECKPOINT = CheckpointFormat(FORMAT_NAME, FORMAT_VERSION, META_FILE, "embedder")
+"""The embedder's checkpoint folder (:mod:`defectspace.checkpoint`)."""
 
 
 def save_checkpoint(
@@ -352,55 +348,30 @@ def save_checkpoint(
     metrics: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes ``embedder.safetensors`` and ``embedder.json`` into ``out_dir``; returns the folder."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = out / WEIGHTS_FILE
-    tmp = out / (WEIGHTS_FILE + ".tmp")
     state = {k: v.detach().to("cpu").contiguous() for k, v in encoder.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)})
-    tmp.chmod(0o644)
-    tmp.replace(weights)
+    weights = save(state, metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)})
     meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
         "lattice": lattice.describe(),
         "channels": channel_table(lattice).tolist(),
         "encoder": asdict(encoder.config),
         "training": dict(training or {}),
         "metrics": dict(metrics or {}),
         "weights_file": WEIGHTS_FILE,
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": sha256_hex(weights),
         "torch_version": torch.__version__,
     }
-    tmp_meta = out / (META_FILE + ".tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
-    tmp_meta.chmod(0o644)
-    tmp_meta.replace(out / META_FILE)
-    return out
+    return write_checkpoint(out_dir, CHECKPOINT, meta, {WEIGHTS_FILE: weights})
 
 
 def read_metadata(path: str | Path) -> tuple[dict[str, Any], Path]:
     """The checked JSON metadata of a checkpoint folder (or its ``embedder.json``) and its folder."""
-    p = Path(path)
-    meta_path = p / META_FILE if p.is_dir() else p
-    if not meta_path.exists():
-        raise ValueError(f"no embedder checkpoint at {p} (expected {META_FILE})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"embedder metadata {meta_path} is not valid JSON: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise ValueError(f"{meta_path} is not a defectspace embedder checkpoint")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"embedder checkpoint {meta_path} has format version {version!r}; this "
-                         f"release reads version {FORMAT_VERSION} (retrain with train-embedder)")
+    meta, folder = checkpoint.read_metadata(path, CHECKPOINT)
     for key in ("lattice", "encoder", "weights_file", "weights_sha256", "channels"):
         if key not in meta:
-            raise ValueError(f"embedder metadata {meta_path} lacks {key!r}")
-    return meta, meta_path.parent
+            raise ValueError(f"embedder metadata {folder / META_FILE} lacks {key!r}")
+    return meta, folder
 
 
 class Embedder:
@@ -439,7 +410,7 @@ class Embedder:
         whose sha256 differs from the metadata, or (when ``lattice`` is given) another lattice.
         """
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
         meta, folder = read_metadata(DEFAULT_MODEL_DIR if path is None else path)
         trained = Lattice.from_description(meta["lattice"])
@@ -447,20 +418,14 @@ class Embedder:
             raise ValueError(f"embedder checkpoint was trained for {trained!r}, not {lattice!r}")
         if np.asarray(meta["channels"]).tolist() != channel_table(trained).tolist():
             raise ValueError("embedder checkpoint's input channels do not match its lattice")
-        weights = folder / str(meta["weights_file"])
-        if not weights.exists():
-            raise ValueError(f"embedder weights {weights} are missing")
-        digest = _sha256(weights)
-        if digest != meta["weights_sha256"]:
-            raise ValueError(f"embedder weights {weights} are corrupt: sha256 {digest[:12]}... does not "
-                             f"match the checkpoint's {str(meta['weights_sha256'])[:12]}...")
+        weights = checkpoint.read_checked(folder, str(meta["weights_file"]), meta["weights_sha256"],
+                                          CHECKPOINT)
         config = EncoderConfig.from_dict(meta["encoder"])
         encoder = Encoder(config, trained)
         try:
-            state = load_file(str(weights))
-            encoder.load_state_dict(state)
+            encoder.load_state_dict(load(weights))
         except (SafetensorError, RuntimeError, OSError) as exc:
-            raise ValueError(f"cannot read embedder weights {weights}: {exc}") from exc
+            raise ValueError(f"cannot read embedder weights in {folder}: {exc}") from exc
         return cls(encoder, trained, device, meta)
 
     def save(self, out_dir: str | Path) -> Path:

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import io
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,11 +30,16 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from defectspace import descriptors as desc
+from defectspace.checkpoint import CheckpointFormat, read_checked, read_metadata, sha256_hex, write_checkpoint
 from defectspace.lattice import Lattice
 from defectspace.placement import as_states
 
 FORMAT_VERSION = 1
 """Version of the saved-predictor layout."""
+
+ARRAYS_FILE = "arrays.npz"
+CHECKPOINT = CheckpointFormat("defectspace-predictor", FORMAT_VERSION, "metadata.json", "predictor")
+"""A saved predictor's folder (:mod:`defectspace.checkpoint`)."""
 
 PREDICTORS_DIR = Path(__file__).resolve().parent / "data" / "predictors"
 """Where the shipped predictors live."""
@@ -338,10 +341,6 @@ def make_regressor(kind: str, **kwargs: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- the predictor
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 class PropertyPredictor:
     """One target predicted from one descriptor of placements on one lattice.
 
@@ -455,8 +454,6 @@ class PropertyPredictor:
             raise ValueError("this predictor has not been fitted")
         params, _ = self.model.to_arrays()
         return {
-            "format": "defectspace-predictor",
-            "format_version": FORMAT_VERSION,
             "lattice": self.lattice.describe(),
             "descriptor": self.descriptor,
             "descriptor_size": desc.descriptor_size(self.descriptor, self.lattice),
@@ -473,7 +470,8 @@ class PropertyPredictor:
 
     def save(self, path: str | Path) -> Path:
         """Writes ``path/metadata.json`` and ``path/arrays.npz``; returns the directory."""
-        out = Path(path)
+        if self.model is None:
+            raise ValueError("this predictor has not been fitted")
         meta = self.metadata()
         _, arrays = self.model.to_arrays()
         named = {f"model/{k}": np.asarray(v) for k, v in arrays.items()}
@@ -483,32 +481,15 @@ class PropertyPredictor:
         buf = io.BytesIO()
         np.savez_compressed(buf, **named)  # type: ignore[arg-type]
         data = buf.getvalue()
-        meta["arrays_sha256"] = _sha256(data)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "arrays.npz").write_bytes(data)
-        (out / "metadata.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        return out
+        meta["arrays_sha256"] = sha256_hex(data)
+        return write_checkpoint(path, CHECKPOINT, meta, {ARRAYS_FILE: data})
 
     @classmethod
     def load(cls, path: str | Path, lattice: Lattice | None = None) -> PropertyPredictor:
         """Reads a saved predictor; refuses a corrupt file, another format or another lattice."""
         p = Path(path)
-        meta_path, arr_path = p / "metadata.json", p / "arrays.npz"
-        if not meta_path.is_file() or not arr_path.is_file():
-            raise ValueError(f"{p} is not a saved predictor (needs metadata.json and arrays.npz)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{meta_path} is not valid JSON: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != "defectspace-predictor":
-            raise ValueError(f"{meta_path} does not describe a defectspace predictor")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{p}: predictor format {meta.get('format_version')!r}; this release "
-                             f"reads version {FORMAT_VERSION}")
-        data = arr_path.read_bytes()
-        if _sha256(data) != meta.get("arrays_sha256"):
-            raise ValueError(f"{arr_path}: checksum mismatch (sha256 differs from metadata.json); "
-                             f"the file is corrupt or was modified")
+        meta, folder = read_metadata(p, CHECKPOINT)
+        data = read_checked(folder, ARRAYS_FILE, meta.get("arrays_sha256"), CHECKPOINT)
         saved_lattice = Lattice.from_description(meta["lattice"])
         if lattice is not None and not lattice.same_as(saved_lattice):
             raise ValueError(f"{p} was trained for {saved_lattice!r}; it cannot be used for "
@@ -573,10 +554,11 @@ def load_predictors(path: str | Path | None = None,
     if path is None:
         return {t: load_default(t, lattice) for t in DEFAULT_MODELS}
     p = Path(path)
-    dirs = [p] if (p / "metadata.json").is_file() else sorted(
-        q for q in p.iterdir() if (q / "metadata.json").is_file()) if p.is_dir() else []
+    meta_file = CHECKPOINT.meta_file
+    dirs = [p] if (p / meta_file).is_file() else sorted(
+        q for q in p.iterdir() if (q / meta_file).is_file()) if p.is_dir() else []
     if not dirs:
-        raise ValueError(f"{p} holds no saved predictor (folders with metadata.json)")
+        raise ValueError(f"{p} holds no saved predictor (folders with {meta_file})")
     out: dict[str, PropertyPredictor] = {}
     for q in dirs:
         m = PropertyPredictor.load(q, lattice)
