@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 import functools
+from dataclasses import astuple
 from math import comb
 
 import numpy as np
@@ -95,7 +97,7 @@ def test_keys_partition_like_numpy_brute_force(subgroup: str, supercell: tuple[i
                 x[s] = allowed[rng.integers(1, len(allowed))]
             rows.append(x)
     X = np.array(rows)
-    images, _ = c.random_images(X, seed=3)
+    images = c.random_images(X, seed=3).images
     X = np.concatenate([X, images, X[:, ::1]])
     ours = [k.tobytes() for k in c.keys(X)]
     brute = brute_force_keys(lat, X, subgroup)
@@ -180,7 +182,7 @@ def test_sampling_is_uniform_and_reproducible() -> None:
 def test_dedupe_counts_and_inverse() -> None:
     c = canon()
     base = c.sample({"S->V": 2, "Mo->W": 1}, 50, seed=1)
-    images, _ = c.random_images(np.repeat(base, 3, axis=0), seed=2)
+    images = c.random_images(np.repeat(base, 3, axis=0), seed=2).images
     dd = c.dedupe(images)
     n_classes = len({k.tobytes() for k in c.keys(base)})
     assert len(dd.counts) == n_classes
@@ -193,7 +195,7 @@ def test_negatives_are_inequivalent_and_same_composition() -> None:
     c = canon()
     X = np.concatenate([c.sample({"S->V": 2, "Mo->W": 1}, 200, seed=1),
                         c.sample({"S->V": 20, "S->Se": 20, "Mo->V": 5, "Mo->W": 5}, 200, seed=2)])
-    neg, kind = c.negatives(X, seed=3, hard_fraction=0.5)
+    neg, kind = astuple(c.negatives(X, seed=3, hard_fraction=0.5))
     assert set(np.unique(kind)) <= {0, 1}
     assert (kind == 1).sum() > 100
     assert not c.equivalent(X, neg).any()
@@ -201,19 +203,18 @@ def test_negatives_are_inequivalent_and_same_composition() -> None:
     hard = kind == 1
     moved = (X[hard] != neg[hard]).sum(axis=1)
     assert (moved == 2).all()  # one defect moved: two sites changed
-    again, kind2 = Canonicalizer(c.lattice, n_threads=1).negatives(X, seed=3, hard_fraction=0.5)
+    again, kind2 = astuple(Canonicalizer(c.lattice, n_threads=1).negatives(X, seed=3, hard_fraction=0.5))
     np.testing.assert_array_equal(again, neg)
     np.testing.assert_array_equal(kind2, kind)
     # a single defect has one class: no negative exists
     one = c.sample({"S->V": 1}, 3, seed=0)
-    _, k1 = c.negatives(one, seed=0)
-    assert (k1 == -1).all()
+    assert (c.negatives(one, seed=0).kind == -1).all()
 
 
 def test_positive_pairs_are_equivalent() -> None:
     c = canon()
     X = c.sample({"S->V": 10, "Mo->W": 3}, 300, seed=4)
-    images, ops = c.random_images(X, seed=9)
+    images, ops = astuple(c.random_images(X, seed=9))
     assert c.equivalent(X, images).all()
     np.testing.assert_array_equal(c.apply(X, ops), images)
     assert len(np.unique(ops)) > 100
@@ -258,15 +259,15 @@ def test_bad_input_is_refused_with_clear_messages() -> None:
     with pytest.raises(PlacementError, match=r"codes are 0\.\.4"):
         c.keys(too_big.astype(np.int64))
     with pytest.raises(ValueError, match=r"codes are 0\.\.4"):
-        c.core.keys(too_big[None])
+        c._cpp_obj.keys(too_big[None])
     with pytest.raises(PlacementError, match="192 sites"):
         c.keys(np.zeros((2, 10), dtype=np.uint8))
     with pytest.raises(PlacementError, match="integer dtype"):
         c.keys(np.zeros((2, 192)))
     with pytest.raises(ValueError, match="dtype"):
-        c.core.keys(np.zeros((2, 192), dtype=np.int32))
+        c._cpp_obj.keys(np.zeros((2, 192), dtype=np.int32))
     with pytest.raises(ValueError, match="shape"):
-        c.core.keys(np.zeros((2, 3, 192), dtype=np.uint8))
+        c._cpp_obj.keys(np.zeros((2, 3, 192), dtype=np.uint8))
     with pytest.raises(ValueError, match="operation 768"):
         c.apply(x, 768)
     with pytest.raises(ValueError, match="129 defects asked for on the S sites, but the 8x8 supercell "
@@ -344,11 +345,11 @@ def test_sparse_input_matches_dense_and_refuses_bad_rows() -> None:
                         np.zeros((2, 192), dtype=np.uint8)])
     r, s = np.nonzero(X)
     offsets = np.concatenate([[0], np.cumsum(np.count_nonzero(X, axis=1))])
-    keys, orbit, op = c.canonicalize_sparse(s, X[r, s], offsets)
+    sparse = c.canonicalize_sparse(s, X[r, s], offsets)
     dense = c.canonicalize(X)
-    np.testing.assert_array_equal(keys, dense.keys)
-    np.testing.assert_array_equal(orbit, dense.orbit_size)
-    np.testing.assert_array_equal(c.apply(X, op), dense.canonical)
+    np.testing.assert_array_equal(sparse.keys, dense.keys)
+    np.testing.assert_array_equal(sparse.orbit_size, dense.orbit_size)
+    np.testing.assert_array_equal(c.apply(X, sparse.operation), dense.canonical)
     with pytest.raises(ValueError, match="row 1: site 5 is listed twice"):
         c.canonicalize_sparse([0, 5, 5], [1, 3, 3], [0, 1, 3])
     with pytest.raises(ValueError, match="row 0: site 400 out of range"):
@@ -358,7 +359,27 @@ def test_sparse_input_matches_dense_and_refuses_bad_rows() -> None:
     with pytest.raises(ValueError, match="offsets"):
         c.canonicalize_sparse([1], [3], [0, 2])
     empty = c.canonicalize_sparse(np.zeros(0), np.zeros(0), [0])
-    assert empty[0].shape == (0, 48)
+    assert empty.keys.shape == (0, 48)
+
+
+def test_results_are_frozen_dataclasses_and_the_cpp_objects_private() -> None:
+    c = canon()
+    x = c.sample({"S->V": 3, "Mo->W": 1}, 20, seed=2)
+    r, s = np.nonzero(x)
+    offsets = np.concatenate([[0], np.cumsum(np.count_nonzero(x, axis=1))])
+    results = [c.canonicalize(x), c.canonicalize_sparse(s, x[r, s], offsets), c.keys_and_orbits(x),
+               c.random_images(x, seed=1), c.negatives(x, seed=1), c.dedupe(x),
+               c.enumerate({"S->V": 1})]
+    for res in results:
+        assert dataclasses.is_dataclass(res) and not isinstance(res, tuple)
+        name = dataclasses.fields(res)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(res, name, None)
+    ko = c.keys_and_orbits(x)
+    np.testing.assert_array_equal(ko.keys, c.keys(x))
+    np.testing.assert_array_equal(ko.orbit_size, c.orbit_sizes(x))
+    assert not hasattr(c, "core") and not hasattr(c.group, "core")
+    assert c.group.compose(5, c.group.inverse(5)) == 0
 
 
 def test_index_inputs_refuse_non_integers_and_out_of_range_values() -> None:
@@ -385,7 +406,7 @@ def test_index_inputs_refuse_non_integers_and_out_of_range_values() -> None:
         c.from_keys(keys[:1] + 0.5)
     # whole numbers of any integer or float dtype are fine
     s = c.canonicalize_sparse(np.array([17.0]), np.array([3], dtype=np.int64), [0, 1])
-    np.testing.assert_array_equal(s[0], c.keys(parse_2dmd("vac:17:S->V", c.lattice)))
+    np.testing.assert_array_equal(s.keys, c.keys(parse_2dmd("vac:17:S->V", c.lattice)))
 
 
 @pytest.mark.parametrize("n", [12, 16])
@@ -394,7 +415,7 @@ def test_large_supercells_use_translation_views_correctly(n: int) -> None:
     c = canon((n, n))
     assert c.group.order == 12 * n * n
     X = c.sample({"S->V": 6, "Mo->W": 2, "S->Se": 3}, 200, seed=n)
-    images, _ = c.random_images(X, seed=1)
+    images = c.random_images(X, seed=1).images
     np.testing.assert_array_equal(c.keys(images), c.keys(X))
     res = c.canonicalize(X)
     np.testing.assert_array_equal(c.apply(X, res.operation), res.canonical)

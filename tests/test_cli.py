@@ -38,7 +38,7 @@ def test_dedupe_counts_classes(tmp_path: Path) -> None:
     lat = Lattice.preset("MoS2", (8, 8))
     c = Canonicalizer(lat)
     base = c.sample({"S->V": 2}, 5, seed=1)
-    images, _ = c.random_images(np.repeat(base, 4, axis=0), seed=3)
+    images = c.random_images(np.repeat(base, 4, axis=0), seed=3).images
     from defectspace import format_2dmd
 
     strings = format_2dmd(images, lat)

@@ -58,7 +58,7 @@ def test_random_screen_dedupes_exactly_and_matches_brute_counts(tmp_path: Path) 
 def test_class_split_over_chunks_is_kept_once(tmp_path: Path) -> None:
     c = Canonicalizer(LAT)
     base = c.sample({"S->V": 2, "Mo->W": 1}, 3, seed=1)
-    images, _ = c.random_images(np.repeat(base, 4, axis=0), seed=2)  # 12 rows, 4 per class
+    images = c.random_images(np.repeat(base, 4, axis=0), seed=2).images  # 12 rows, 4 per class
     src = tmp_path / "in.csv"
     ids = [f"x{i}" for i in range(12)]
     pd.DataFrame({"id": ids, "defects": format_2dmd(images, LAT)}).to_csv(src, index=False)
@@ -169,7 +169,7 @@ def test_bad_rows_reported_or_refused(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_partitions_are_a_function_of_the_key() -> None:
     c = Canonicalizer(LAT)
     x = c.sample({"S->V": 3}, 500, seed=0)
-    images, _ = c.random_images(x, seed=1)
+    images = c.random_images(x, seed=1).images
     np.testing.assert_array_equal(partition_of(c.keys(x), 7), partition_of(c.keys(images), 7))
     assert len(set(partition_of(c.keys(x), 7).tolist())) == 7
 

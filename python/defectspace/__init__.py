@@ -15,7 +15,7 @@ from defectspace.canonical import (
     key_from_string,
     key_to_string,
 )
-from defectspace.lattice import DefectKind, Lattice, PointOperation, SymmetryGroup
+from defectspace.lattice import DefectKind, Lattice
 from defectspace.placement import (
     Defect,
     PlacementError,
@@ -26,6 +26,7 @@ from defectspace.placement import (
     parse_2dmd,
     to_defects,
 )
+from defectspace.symmetry import PointOperation, SymmetryGroup
 
 __version__ = "0.1.0"
 

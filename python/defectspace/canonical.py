@@ -17,7 +17,8 @@ defect kinds and symmetry group.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +79,49 @@ class Enumeration:
     """(n_classes,) int64 placements in each class; they sum to the number of all placements."""
 
 
+@dataclass(frozen=True)
+class SparseCanonicalResult:
+    """Keys of placements given as defect lists (:meth:`Canonicalizer.canonicalize_sparse`)."""
+
+    keys: NDArray[np.uint8]
+    """(n, key_bytes) uint8 exact keys."""
+    orbit_size: NDArray[np.int64]
+    """(n,) int64 orbit sizes."""
+    operation: NDArray[np.int64]
+    """(n,) int64 group element mapping each row onto its canonical form."""
+
+
+@dataclass(frozen=True)
+class KeysAndOrbits:
+    """Keys and orbit sizes of a batch, without the canonical forms."""
+
+    keys: NDArray[np.uint8]
+    """(n, key_bytes) uint8 exact keys."""
+    orbit_size: NDArray[np.int64]
+    """(n,) int64 orbit sizes."""
+
+
+@dataclass(frozen=True)
+class RandomImages:
+    """Each row moved by a uniformly random group element (:meth:`Canonicalizer.random_images`)."""
+
+    images: NDArray[np.uint8]
+    """(n, n_sites) uint8 images, equivalent to the input rows."""
+    operation: NDArray[np.int64]
+    """(n,) int64 group element applied to each row."""
+
+
+@dataclass(frozen=True)
+class Negatives:
+    """A verified-inequivalent partner of each row (:meth:`Canonicalizer.negatives`)."""
+
+    negatives: NDArray[np.uint8]
+    """(n, n_sites) uint8 placements of the same composition, none equivalent to its row."""
+    kind: NDArray[np.int8]
+    """(n,) int8: 1 hard (one defect moved to a nearby site), 0 uniform random, -1 none exists
+    (the composition has a single class; the row is copied)."""
+
+
 def key_to_string(keys: NDArray[np.uint8]) -> list[str]:
     """Keys as ``"ds1:<hex>"`` strings."""
     return [KEY_PREFIX + bytes(row).hex() for row in np.asarray(keys, dtype=np.uint8)]
@@ -117,23 +161,22 @@ class Canonicalizer:
         self.lattice = lattice
         self.subgroup = subgroup
         self.group = lattice.symmetry(subgroup)
-        self.core: _core.Canonicalizer = lattice.canonicalizer(subgroup)
+        self._cpp_obj = _cpp_canonicalizer(lattice, subgroup)
         self.n_threads = int(n_threads)
 
     @property
     def key_bytes(self) -> int:
         """Bytes per key."""
-        return int(self.core.key_bytes)
+        return int(self._cpp_obj.key_bytes)
 
     def canonicalize(self, states: ArrayLike) -> CanonicalResult:
         """Canonical form, key, orbit size and operation of every row."""
         x = as_states(states, self.lattice)
-        canonical, keys, orbit, op = self.core.canonicalize(x, self.n_threads)
+        canonical, keys, orbit, op = self._cpp_obj.canonicalize(x, self.n_threads)
         return CanonicalResult(canonical, keys, orbit, op)
 
-    def canonicalize_sparse(
-        self, sites: ArrayLike, codes: ArrayLike, offsets: ArrayLike
-    ) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64]]:
+    def canonicalize_sparse(self, sites: ArrayLike, codes: ArrayLike,
+                            offsets: ArrayLike) -> SparseCanonicalResult:
         """Keys, orbit sizes and operations of placements given as defect lists.
 
         Row ``r`` holds the defects ``sites[offsets[r]:offsets[r+1]]`` with codes
@@ -145,23 +188,26 @@ class Canonicalizer:
         s = as_integers(sites, "sites", *_INT32, np.int32)
         c = as_integers(codes, "codes", 0, 255, np.uint8)
         off = as_integers(offsets, "offsets", *_INT64, np.int64)
-        keys, orbit, op = self.core.canonicalize_sparse(s, c, off, self.n_threads)
-        return keys, orbit, op
+        keys, orbit, op = self._cpp_obj.canonicalize_sparse(s, c, off, self.n_threads)
+        return SparseCanonicalResult(keys, orbit, op)
 
     def keys(self, states: ArrayLike) -> NDArray[np.uint8]:
         """(n, key_bytes) uint8 exact keys."""
-        keys: NDArray[np.uint8] = self.core.keys(as_states(states, self.lattice), self.n_threads)
+        keys: NDArray[np.uint8] = self._cpp_obj.keys(as_states(states, self.lattice), self.n_threads)
         return keys
 
     def key_strings(self, states: ArrayLike) -> list[str]:
         """Keys as ``"ds1:<hex>"`` strings."""
         return key_to_string(self.keys(states))
 
+    def keys_and_orbits(self, states: ArrayLike) -> KeysAndOrbits:
+        """Keys and orbit sizes of every row (no canonical forms: the cheapest full answer)."""
+        keys, orbit = self._cpp_obj.keys_and_orbits(as_states(states, self.lattice), self.n_threads)
+        return KeysAndOrbits(keys, orbit)
+
     def orbit_sizes(self, states: ArrayLike) -> NDArray[np.int64]:
         """(n,) int64 orbit sizes."""
-        _, orbit = self.core.keys_and_orbits(as_states(states, self.lattice), self.n_threads)
-        result: NDArray[np.int64] = orbit
-        return result
+        return self.keys_and_orbits(states).orbit_size
 
     def equivalent(self, a: ArrayLike, b: ArrayLike) -> NDArray[np.bool_]:
         """(n,) bool: whether row i of ``a`` is equivalent to row i of ``b``."""
@@ -176,22 +222,22 @@ class Canonicalizer:
         k = as_integers(keys, "keys", 0, 255, np.uint8)
         if k.ndim == 1:
             k = k[None, :]
-        out: NDArray[np.uint8] = self.core.unpack_keys(k)
+        out: NDArray[np.uint8] = self._cpp_obj.unpack_keys(k)
         return out
 
     def apply(self, states: ArrayLike, operations: ArrayLike) -> NDArray[np.uint8]:
         """Row i transformed by group element ``operations[i]`` (a scalar applies to every row)."""
         x = as_states(states, self.lattice)
         ops = as_integers(operations, "operations", *_INT64, np.int64)
-        out: NDArray[np.uint8] = self.core.apply(
+        out: NDArray[np.uint8] = self._cpp_obj.apply(
             x, np.ascontiguousarray(np.broadcast_to(ops, (x.shape[0],))))
         return out
 
-    def random_images(self, states: ArrayLike, seed: int) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
-        """Each row transformed by a uniformly random group element: (images, operations)."""
-        images, ops = _core.random_images(self.core, as_states(states, self.lattice), _seed(seed),
+    def random_images(self, states: ArrayLike, seed: int) -> RandomImages:
+        """Each row transformed by a uniformly random group element."""
+        images, ops = _core.random_images(self._cpp_obj, as_states(states, self.lattice), _seed(seed),
                                           self.n_threads)
-        return images, ops
+        return RandomImages(images, ops)
 
     def dedupe(self, states: ArrayLike) -> DedupeResult:
         """Distinct classes of a batch with their counts."""
@@ -202,7 +248,7 @@ class Canonicalizer:
         return DedupeResult(res.canonical[first], res.keys[first], store.counts(),
                             res.orbit_size[first], first.astype(np.int64), inverse)
 
-    def _counts(self, counts: dict[str, int] | Sequence[int]) -> NDArray[np.int64]:
+    def _counts(self, counts: Mapping[str, int] | ArrayLike) -> NDArray[np.int64]:
         vec = counts_vector(counts, self.lattice)
         for t, host in enumerate(self.lattice.host_types):
             need = int(sum(vec[k.code] for k in self.lattice.kinds if k.host == host))
@@ -213,18 +259,18 @@ class Canonicalizer:
                                  f"has only {have}")
         return vec
 
-    def enumerate(self, counts: dict[str, int] | Sequence[int]) -> Enumeration:
+    def enumerate(self, counts: Mapping[str, int] | ArrayLike) -> Enumeration:
         """Every distinct placement of a defect multiset, e.g. ``{"S->V": 3}``, with orbit sizes."""
         vec = self._counts(counts)
-        states, orbit = _core.enumerate_distinct(self.core, vec, self.n_threads)
+        states, orbit = _core.enumerate_distinct(self._cpp_obj, vec, self.n_threads)
         return Enumeration(states, orbit)
 
-    def sample(self, counts: dict[str, int] | Sequence[int], n: int, seed: int) -> NDArray[np.uint8]:
+    def sample(self, counts: Mapping[str, int] | ArrayLike, n: int, seed: int) -> NDArray[np.uint8]:
         """``n`` placements drawn uniformly from all placements of a defect multiset."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         vec = self._counts(counts)
-        out: NDArray[np.uint8] = _core.sample_uniform(self.core, vec, int(n), _seed(seed), self.n_threads)
+        out: NDArray[np.uint8] = _core.sample_uniform(self._cpp_obj, vec, int(n), _seed(seed), self.n_threads)
         return out
 
     def negatives(
@@ -234,20 +280,30 @@ class Canonicalizer:
         hard_fraction: float = 0.5,
         n_neighbors: int = 6,
         max_tries: int = 32,
-    ) -> tuple[NDArray[np.uint8], NDArray[np.int8]]:
-        """A verified-inequivalent placement of the same composition for every row.
-
-        Returns ``(negatives, kind)`` with kind 1 for a hard negative (one defect moved to one of
-        its ``n_neighbors`` nearest same-sublattice sites), 0 for a uniform random one, and -1
-        where none exists (the composition has a single class; the row is copied).
-        """
+    ) -> Negatives:
+        """A verified-inequivalent placement of the same composition for every row: half of them
+        (``hard_fraction``) hard, one defect moved to one of its ``n_neighbors`` nearest
+        same-sublattice sites, the others uniform random (see :class:`Negatives`)."""
         if max_tries < 1:
             raise ValueError(f"max_tries must be >= 1, got {max_tries}")
         x = as_states(states, self.lattice)
         nb = self.lattice.neighbors(n_neighbors).copy()
-        neg, kind = _core.negatives(self.core, x, nb, float(hard_fraction), int(max_tries),
+        neg, kind = _core.negatives(self._cpp_obj, x, nb, float(hard_fraction), int(max_tries),
                                     _seed(seed), self.n_threads)
-        return neg, kind
+        return Negatives(neg, kind)
+
+
+_CPP_CANONICALIZERS: weakref.WeakKeyDictionary[Lattice, dict[str, _core.Canonicalizer]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _cpp_canonicalizer(lattice: Lattice, subgroup: str) -> _core.Canonicalizer:
+    """The C++ canonicalizer of a lattice under a named subgroup, built once per lattice."""
+    per_lattice = _CPP_CANONICALIZERS.setdefault(lattice, {})
+    if subgroup not in per_lattice:
+        group = lattice.symmetry(subgroup)
+        per_lattice[subgroup] = _core.Canonicalizer(group._cpp_obj, lattice.kind_site_type.copy())
+    return per_lattice[subgroup]
 
 
 def _seed(seed: int) -> int:
@@ -257,7 +313,7 @@ def _seed(seed: int) -> int:
     return s
 
 
-def burnside_count(lattice: Lattice, counts: dict[str, int] | Sequence[int],
+def burnside_count(lattice: Lattice, counts: Mapping[str, int] | ArrayLike,
                    subgroup: str = "full") -> int:
     """Number of distinct placements of a defect multiset by Burnside's lemma (pure numpy).
 

@@ -33,12 +33,20 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
                         "on stderr with its line")
 
 
-def _canonicalizer(args: argparse.Namespace) -> Any:
-    from defectspace.canonical import Canonicalizer
+def _lattice(args: argparse.Namespace) -> Any:
+    """The lattice of ``--lattice`` and ``--supercell``; errors name the options."""
     from defectspace.lattice import resolve_lattice
 
-    lattice = resolve_lattice(args.lattice, args.supercell)
-    return Canonicalizer(lattice, args.subgroup, n_threads=args.threads)
+    try:
+        return resolve_lattice(args.lattice, args.supercell)
+    except ValueError as exc:
+        raise ValueError(f"--lattice {args.lattice} --supercell {args.supercell}: {exc}") from None
+
+
+def _canonicalizer(args: argparse.Namespace) -> Any:
+    from defectspace.canonical import Canonicalizer
+
+    return Canonicalizer(_lattice(args), args.subgroup, n_threads=args.threads)
 
 
 def cmd_canonicalize(args: argparse.Namespace) -> int:
@@ -145,11 +153,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from defectspace.io import InputError, atomic_path
-    from defectspace.lattice import resolve_lattice
     from defectspace.placement import PlacementError, parse_2dmd
     from defectspace.structure import placement_to_atoms
 
-    lattice = resolve_lattice(args.lattice, args.supercell)
+    lattice = _lattice(args)
     path = Path(args.input)
     if not path.exists():
         raise InputError(f"input {path} does not exist")

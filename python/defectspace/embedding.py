@@ -168,7 +168,7 @@ class AnchorPointGroup:
         anchored on site 0's cells would then not be equivariant)."""
         rots, maps, cells = [], [], []
         for op in lattice.point_operations:
-            bmap, shifts = lattice._basis_action(op)
+            bmap, shifts = lattice.basis_action(op)
             if bmap[0] != 0:
                 raise ValueError(f"{lattice.name}: a point operation moves basis site 0 to another "
                                  "basis site; the 'equivariant' encoder cannot anchor features on it")

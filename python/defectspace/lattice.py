@@ -1,4 +1,5 @@
-"""Supercells of 2D crystals: sites, host species, allowed defects and symmetry groups."""
+"""Supercells of 2D crystals: sites, host species, allowed defects, presets and periodic distances
+(their symmetry groups come from :mod:`defectspace.symmetry`)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from defectspace import _core
+from defectspace.symmetry import (
+    SUBGROUP_PREDICATES,
+    SUBGROUPS,
+    PointOperation,
+    SymmetryGroup,
+    basis_action,
+    build_group,
+    layer_symmetry,
+)
 
 if TYPE_CHECKING:
     import ase
 
 VACANCY = "V"
 """Species name of a vacancy in defect kinds and 2DMD strings."""
-
-SUBGROUPS = ("full", "translations", "no_horizontal_mirror")
-"""Named subgroups accepted by :meth:`Lattice.symmetry`."""
 
 
 @dataclass(frozen=True)
@@ -43,70 +49,6 @@ class DefectKind:
     def label(self) -> str:
         """2DMD-style label, e.g. ``"S->V"``."""
         return f"{self.host}->{self.species}"
-
-
-@dataclass(frozen=True)
-class PointOperation:
-    """A symmetry operation of the unit cell found by spglib (fractional coordinates)."""
-
-    rotation: NDArray[np.int32]
-    """(3, 3) int32 rotation acting on fractional column vectors."""
-    translation: NDArray[np.float64]
-    """(3,) fractional translation."""
-
-    @property
-    def flips_z(self) -> bool:
-        """Whether the operation maps the top of the layer to the bottom (horizontal mirror class)."""
-        return bool(self.rotation[2, 2] == -1)
-
-    @property
-    def is_identity(self) -> bool:
-        """Whether the rotation is the identity (a pure translation)."""
-        return bool(np.array_equal(self.rotation, np.eye(3, dtype=np.int32)))
-
-
-@dataclass(frozen=True)
-class SymmetryGroup:
-    """The symmetry group of a supercell as site permutations, built and checked by the C++ core.
-
-    Element ``g`` is point operation ``k`` followed by the lattice translation ``(a, b)`` (in unit
-    cells), with ``(k, a, b) = element_operations[g]``; on supercells of at least 2x2 that is
-    ``g = k * (n1 * n2) + a * n2 + b``. On tiny supercells operations that move the sites alike are
-    one element.
-    """
-
-    core: _core.SymmetryGroup
-    """The C++ group object."""
-    point_operations: tuple[PointOperation, ...]
-    """The unit-cell operations the group is built from."""
-    supercell: tuple[int, int]
-    """Supercell size (n1, n2)."""
-    name: str
-    """``"full"``, ``"translations"``, ``"no_horizontal_mirror"`` or ``"custom"``."""
-
-    @property
-    def order(self) -> int:
-        """Number of elements (8x8 MoS2, full group: 12 * 64 = 768)."""
-        return int(self.core.order)
-
-    @property
-    def n_sites(self) -> int:
-        """Number of sites the group permutes."""
-        return int(self.core.n_sites)
-
-    @functools.cached_property
-    def element_operations(self) -> NDArray[np.int64]:
-        """(order, 3) int64: point-operation index and translation (a, b) of every element."""
-        ops: NDArray[np.int64] = self.core.element_operations()
-        ops.setflags(write=False)
-        return ops
-
-    @functools.cached_property
-    def permutations(self) -> NDArray[np.int32]:
-        """(order, n_sites) int32: ``permutations[g, s]`` is the image of site ``s`` under ``g``."""
-        perms: NDArray[np.int32] = self.core.permutations()
-        perms.setflags(write=False)
-        return perms
 
 
 @dataclass(frozen=True)
@@ -137,16 +79,6 @@ _PRESETS: dict[str, _Preset] = {
 
 PRESETS = tuple(_PRESETS)
 """Names accepted by :meth:`Lattice.preset`."""
-
-
-def _spglib() -> Any:
-    """spglib with exceptions on errors (its old None-returning mode is deprecated)."""
-    import spglib
-    import spglib.error
-
-    if hasattr(spglib.error, "OLD_ERROR_HANDLING"):
-        spglib.error.OLD_ERROR_HANDLING = False
-    return spglib
 
 
 def parse_supercell(value: str | Sequence[int]) -> tuple[int, int]:
@@ -184,9 +116,15 @@ def minimum_image(frac_delta: ArrayLike, cell: ArrayLike) -> NDArray[np.float64]
     d[..., :2] -= np.round(d[..., :2])
     base = d @ c
     shifts = _IMAGE_SHIFTS @ c  # (9, 3), the rounded image first
-    # |b + s|^2 - |b|^2 = 2 b.s + |s|^2 for the 9 images s; the smallest is the shortest image
-    excess = base @ (2.0 * shifts.T) + np.einsum("ik,ik->i", shifts, shifts)
-    out: NDArray[np.float64] = base + shifts[np.argmin(excess, axis=-1)]
+    # |b + s|^2 - |b|^2 = 2 b.s + |s|^2 for each image s: the smallest is the shortest image
+    best = np.zeros(base.shape[:-1], dtype=np.intp)
+    best_excess = np.zeros(base.shape[:-1])
+    for k in range(1, len(shifts)):
+        excess = base @ (2.0 * shifts[k]) + shifts[k] @ shifts[k]
+        shorter = excess < best_excess
+        best[shorter] = k
+        best_excess = np.minimum(excess, best_excess)
+    out: NDArray[np.float64] = base + shifts[best]
     return out
 
 
@@ -419,50 +357,28 @@ class Lattice:
 
     # ----------------------------------------------------------------- symmetry
     @functools.cached_property
+    def _layer_symmetry(self) -> tuple[int, tuple[PointOperation, ...]]:
+        numbers = [self.host_types.index(s) + 1 for s in self.basis_species]
+        return layer_symmetry(self.cell, self.basis, numbers, self.symprec, self.name)
+
+    @property
     def point_operations(self) -> tuple[PointOperation, ...]:
         """The unit cell's layer-group operations found by spglib (identity first)."""
-        spglib = _spglib()
-        numbers = [self.host_types.index(s) + 1 for s in self.basis_species]
-        cell = (self.cell, self.basis, numbers)
-        try:
-            ds = spglib.get_symmetry_layerdataset(cell, aperiodic_dir=2, symprec=self.symprec)
-        except Exception as exc:  # spglib.error.SpglibError
-            raise ValueError(f"spglib found no layer symmetry for {self.name}: {exc}") from exc
-        ops = [PointOperation(np.asarray(r, dtype=np.int32), np.asarray(t, dtype=np.float64))
-               for r, t in zip(ds.rotations, ds.translations, strict=True)]
-        ops.sort(key=lambda o: not o.is_identity)
-        return tuple(ops)
+        return self._layer_symmetry[1]
 
-    @functools.cached_property
+    @property
     def layer_group(self) -> int:
         """Layer-group number from spglib (2H MoS2: 78, p-6m2)."""
-        spglib = _spglib()
-        numbers = [self.host_types.index(s) + 1 for s in self.basis_species]
-        ds = spglib.get_symmetry_layerdataset((self.cell, self.basis, numbers), aperiodic_dir=2,
-                                              symprec=self.symprec)
-        return int(ds.number)
+        return self._layer_symmetry[0]
 
-    def _basis_action(self, op: PointOperation) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
-        """Basis map and integer cell shifts of one operation."""
-        nb = self.n_basis
-        bmap = np.empty(nb, dtype=np.int32)
-        shifts = np.empty((nb, 2), dtype=np.int32)
-        tol = self.symprec / max(float(np.linalg.norm(self.cell[0])), 1e-12) * 10
-        for L in range(nb):
-            img = op.rotation @ self.basis[L] + op.translation
-            for Lp in range(nb):
-                if self._basis_types[Lp] != self._basis_types[L]:
-                    continue
-                delta = img - self.basis[Lp]
-                frac_inplane = delta[:2] - np.round(delta[:2])
-                dz = delta[2] - np.round(delta[2])
-                if np.all(np.abs(frac_inplane) < tol) and abs(dz) < tol:
-                    bmap[L] = Lp
-                    shifts[L] = np.round(delta[:2]).astype(np.int32)
-                    break
-            else:
-                raise ValueError(f"operation {op.rotation.tolist()} maps basis site {L} to no site")
-        return bmap, shifts
+    @property
+    def _tolerance(self) -> float:
+        """Fractional tolerance of site matching under the point operations."""
+        return self.symprec / max(float(np.linalg.norm(self.cell[0])), 1e-12) * 10
+
+    def basis_action(self, op: PointOperation) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+        """The basis site each basis site goes to under ``op`` and the cell shift it lands in."""
+        return basis_action(op, self.basis, self._basis_types, self._tolerance)
 
     def symmetry(
         self, subgroup: str | Callable[[PointOperation], bool] = "full"
@@ -483,44 +399,13 @@ class Lattice:
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - lattices are few and long-lived
     def _named_symmetry(self, subgroup: str) -> SymmetryGroup:
-        predicates: dict[str, Callable[[PointOperation], bool]] = {
-            "full": lambda op: True,
-            "translations": lambda op: op.is_identity,
-            "no_horizontal_mirror": lambda op: not op.flips_z,
-        }
-        if subgroup not in predicates:
+        if subgroup not in SUBGROUP_PREDICATES:
             raise ValueError(f"unknown subgroup {subgroup!r}; known: {', '.join(SUBGROUPS)}")
-        return self._build_symmetry(predicates[subgroup], subgroup)
+        return self._build_symmetry(SUBGROUP_PREDICATES[subgroup], subgroup)
 
     def _build_symmetry(self, keep: Callable[[PointOperation], bool], name: str) -> SymmetryGroup:
-        n1, n2 = self.supercell
-        chosen = []
-        for op in self.point_operations:
-            if not keep(op):
-                continue
-            r = op.rotation[:2, :2]
-            if (r[1, 0] * n1) % n2 or (r[0, 1] * n2) % n1:
-                continue  # does not map this supercell onto itself
-            chosen.append(op)
-        if not any(op.is_identity for op in chosen):
-            raise ValueError("the chosen operations must include the identity")
-        rotations = np.array([op.rotation[:2, :2] for op in chosen], dtype=np.int32)
-        actions = [self._basis_action(op) for op in chosen]
-        bmaps = np.array([a[0] for a in actions], dtype=np.int32)
-        shifts = np.array([a[1] for a in actions], dtype=np.int32)
-        core = _core.SymmetryGroup.from_point_operations(
-            rotations, bmaps, shifts, self._basis_types.copy(), n1, n2
-        )
-        return SymmetryGroup(core, tuple(chosen), self.supercell, name)
-
-    def canonicalizer(self, subgroup: str = "full") -> Any:
-        """The C++ canonicalizer of this lattice under a named subgroup (cached)."""
-        return self._canonicalizer(subgroup)
-
-    @functools.lru_cache(maxsize=8)  # noqa: B019 - lattices are few and long-lived
-    def _canonicalizer(self, subgroup: str) -> _core.Canonicalizer:
-        group = self.symmetry(subgroup)
-        return _core.Canonicalizer(group.core, self.kind_site_type.copy())
+        return build_group(self.point_operations, keep, name, self.basis, self._basis_types,
+                           self.supercell, self._tolerance)
 
     # ----------------------------------------------------------------- misc
     def describe(self) -> dict[str, Any]:
@@ -572,4 +457,4 @@ def resolve_lattice(spec: str | Path | Lattice, supercell: str | Sequence[int] =
         if not path.exists():
             raise ValueError(f"unit-cell CIF {path} does not exist")
         return Lattice.from_cif(path, supercell)
-    raise ValueError(f"--lattice must be a preset ({', '.join(PRESETS)}) or a .cif file, got {text!r}")
+    raise ValueError(f"a lattice is a preset ({', '.join(PRESETS)}) or a unit-cell .cif file, got {text!r}")

@@ -8,7 +8,7 @@ kind with code ``k`` of the lattice (:attr:`Lattice.kinds`). The 2DMD form lists
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,14 +215,14 @@ def composition(states: ArrayLike, lattice: Lattice) -> NDArray[np.int64]:
     return out
 
 
-def counts_vector(counts: dict[str, int] | Sequence[int] | ArrayLike, lattice: Lattice) -> NDArray[np.int64]:
+def counts_vector(counts: Mapping[str, int] | ArrayLike, lattice: Lattice) -> NDArray[np.int64]:
     """A defect multiset as an (n_kinds + 1,) int64 vector (entry 0 unused).
 
     ``counts`` maps labels like ``"S->V"`` (or ``"vac:S"``, ``"sub:S->Se"``) to counts, or is a
     sequence of n_kinds counts in code order.
     """
     vec = np.zeros(lattice.n_kinds + 1, dtype=np.int64)
-    if isinstance(counts, dict):
+    if isinstance(counts, Mapping):
         labels = {k.label: k.code for k in lattice.kinds}
         for key, value in counts.items():
             label = key.removeprefix("sub:").removeprefix("vac:")

@@ -56,7 +56,7 @@ def class_samples(embedder: Embedder, n_defects: int, n_classes: int, n_images: 
     pool = random_placements(embedder.lattice, 8 * n_classes + 8, (n_defects, n_defects), rng)
     distinct = c.dedupe(pool).canonical[:n_classes]
     base = np.repeat(distinct, n_images, axis=0)
-    images, _ = c.random_images(base, int(rng.integers(0, 2**62)))
+    images = c.random_images(base, int(rng.integers(0, 2**62))).images
     labels = np.repeat(np.arange(distinct.shape[0]), n_images)
     return images, labels
 

@@ -196,7 +196,8 @@ def run_chunk(cfg_json: str, work: str, chunk: int, placements: NDArray[np.uint8
         placements = _generate(cfg, canon, chunk)
     times["generate"] = time.perf_counter() - t
     t = time.perf_counter()
-    keys, orbit = canon.core.keys_and_orbits(placements, 0)
+    ko = canon.keys_and_orbits(placements)
+    keys, orbit = ko.keys, ko.orbit_size
     times["canonicalize"] = time.perf_counter() - t
     t = time.perf_counter()
     part = partition_of(keys, cfg.n_partitions)

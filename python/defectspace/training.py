@@ -206,12 +206,12 @@ class PairStream:
         """The pairs of step ``step`` (``n`` anchors, default the batch size)."""
         n = self.config.batch_size if n is None else n
         base = self.anchors(step, n, kind)
-        anchors, _ = self.c.random_images(base, self._seed(step, 1))
-        positives, _ = self.c.random_images(base, self._seed(step, 2))
-        neg, neg_kind = self.c.negatives(base, self._seed(step, 3), hard_fraction=self.config.hard_fraction)
-        negatives, _ = self.c.random_images(neg, self._seed(step, 4))
+        anchors = self.c.random_images(base, self._seed(step, 1)).images
+        positives = self.c.random_images(base, self._seed(step, 2)).images
+        neg = self.c.negatives(base, self._seed(step, 3), hard_fraction=self.config.hard_fraction)
+        negatives = self.c.random_images(neg.negatives, self._seed(step, 4)).images
         a_cls, n_cls = _class_ids(self.c, anchors, negatives)
-        return PairBatch(anchors, positives, negatives, neg_kind >= 0, a_cls, n_cls)
+        return PairBatch(anchors, positives, negatives, neg.kind >= 0, a_cls, n_cls)
 
 
 # --------------------------------------------------------------------------- losses
@@ -480,10 +480,10 @@ def held_out_pairs(lattice: Lattice, n: int, kind: str, seed: int = 0,
     c = Canonicalizer(lattice, n_threads=max(1, cfg.threads))
     stream = PairStream(c, TrainConfig(**{**asdict(cfg), "seed": seed + EVAL_STREAM}))
     pb = stream.batch(0, n, kind)
-    neg, neg_kind = c.negatives(pb.anchors, stream._seed(0, 5), hard_fraction=cfg.hard_fraction)
-    negatives, _ = c.random_images(neg, stream._seed(0, 6))
-    ok = neg_kind >= 0
-    return HeldOutPairs(pb.anchors[ok], pb.positives[ok], negatives[ok], neg_kind[ok] == 1)
+    neg = c.negatives(pb.anchors, stream._seed(0, 5), hard_fraction=cfg.hard_fraction)
+    negatives = c.random_images(neg.negatives, stream._seed(0, 6)).images
+    ok = neg.kind >= 0
+    return HeldOutPairs(pb.anchors[ok], pb.positives[ok], negatives[ok], neg.kind[ok] == 1)
 
 
 def pair_distances(embedder: Embedder, pairs: HeldOutPairs, exact: bool = False
@@ -528,7 +528,7 @@ def invariance_error(embedder: Embedder, states: NDArray[np.uint8], seed: int = 
     unrelated placements of the batch (the scale to compare with).
     """
     c = embedder.canonicalizer()
-    images, _ = c.random_images(states, seed)
+    images = c.random_images(states, seed).images
     e1 = embedder.embed(states, exact=exact).astype(np.float64)
     e2 = embedder.embed(images, exact=exact).astype(np.float64)
     d = np.linalg.norm(e1 - e2, axis=1)
