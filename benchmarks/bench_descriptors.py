@@ -15,7 +15,7 @@ import pytest
 from defectspace import _core
 from defectspace import descriptors as desc
 from defectspace.lattice import Lattice
-from defectspace.training import random_placements
+from defectspace.placement import random_placements
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest_benchmark.logger.PytestBenchmarkWarning")
 

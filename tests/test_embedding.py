@@ -24,12 +24,12 @@ from defectspace.embedding import (  # noqa: E402
     save_checkpoint,
     states_to_grid,
 )
+from defectspace.placement import random_placements  # noqa: E402
 from defectspace.training import (  # noqa: E402
     PairStream,
     TrainConfig,
     best_threshold,
     finetune_with_property,
-    random_placements,
     roc_auc,
     train,
 )

@@ -10,7 +10,7 @@ from conftest import require_2dmd
 from defectspace import descriptors as desc
 from defectspace.canonical import Canonicalizer
 from defectspace.lattice import Lattice
-from defectspace.placement import format_2dmd, parse_2dmd
+from defectspace.placement import format_2dmd, parse_2dmd, random_placements
 from defectspace.predict import (
     PropertyPredictor,
     default_model_paths,
@@ -75,8 +75,6 @@ def test_descriptor_invariances() -> None:
 
 @pytest.mark.parametrize("size", [(8, 8), (3, 5)])
 def test_histogram_kernel_matches_a_plain_python_reference(size: tuple[int, int]) -> None:
-    from defectspace.training import random_placements
-
     lat = LAT.with_supercell(size)
     x = random_placements(lat, 40, (0, lat.n_sites // 3), np.random.default_rng(5))
     h = desc.defect_histogram(x, lat)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from defectspace.placement import random_placements
+
 if TYPE_CHECKING:
     from defectspace.embedding import Embedder
 
@@ -49,8 +51,6 @@ def class_samples(embedder: Embedder, n_defects: int, n_classes: int, n_images: 
                   ) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
     """``n_images`` random symmetry images of each of ``n_classes`` distinct classes with
     ``n_defects`` defects (kinds uniform per site): (placements, class label per row)."""
-    from defectspace.training import random_placements
-
     c = embedder.canonicalizer()
     rng = np.random.default_rng(seed)
     pool = random_placements(embedder.lattice, 8 * n_classes + 8, (n_defects, n_defects), rng)
@@ -81,7 +81,6 @@ def plot_embeddings(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from defectspace.training import random_placements
 
     if n_classes < 1 or n_images < 1:
         raise ValueError("n_classes and n_images must be positive")

@@ -41,7 +41,7 @@ from torch import nn
 from defectspace.canonical import Canonicalizer
 from defectspace.embedding import Embedder, Encoder, EncoderConfig, n_channels, resolve_device
 from defectspace.lattice import Lattice
-from defectspace.placement import as_states, parse_2dmd
+from defectspace.placement import as_states, parse_2dmd, random_placements
 
 EVAL_STREAM = 1_000_003
 """Offset of the evaluation seed stream: evaluation draws never coincide with a training step's."""
@@ -108,34 +108,6 @@ class PairBatch:
     anchor_class: NDArray[np.int64]
     """Class id (exact key) of every anchor, comparable with :attr:`negative_class` in this batch."""
     negative_class: NDArray[np.int64]
-
-
-def random_placements(lattice: Lattice, n: int, n_defects: tuple[int, int],
-                      rng: np.random.Generator) -> NDArray[np.uint8]:
-    """``n`` placements with a uniform number of defects in ``n_defects`` (inclusive), on uniform
-    random distinct sites, each with a uniform random defect kind allowed on its site."""
-    lo, hi = n_defects
-    if not 0 <= lo <= hi <= lattice.n_sites:
-        raise ValueError(f"defect counts {n_defects} do not fit {lattice!r}")
-    k = rng.integers(lo, hi + 1, size=n)
-    order = np.argsort(rng.random((n, lattice.n_sites)), axis=1)
-    chosen = np.arange(lattice.n_sites)[None, :] < k[:, None]
-    rows = np.repeat(np.arange(n), k)
-    sites = order[chosen]
-    allowed = [np.array(lattice.allowed_codes(s)[1:], dtype=np.uint8) for s in range(lattice.n_basis)]
-    width = max(len(a) for a in allowed)
-    table = np.zeros((lattice.n_basis, width), dtype=np.uint8)
-    n_allowed = np.zeros(lattice.n_basis, dtype=np.int64)
-    for b, a in enumerate(allowed):
-        table[b, :len(a)] = a
-        n_allowed[b] = len(a)
-    basis = sites % lattice.n_basis
-    if (n_allowed[basis] == 0).any():
-        raise ValueError("a chosen site allows no defect")
-    pick = (rng.random(sites.shape[0]) * n_allowed[basis]).astype(np.int64)
-    out = np.zeros((n, lattice.n_sites), dtype=np.uint8)
-    out[rows, sites] = table[basis, pick]
-    return out
 
 
 def load_2dmd_states(path: str | Path, lattice: Lattice) -> NDArray[np.uint8]:
