@@ -56,6 +56,7 @@ Canonicalizer::Canonicalizer(std::shared_ptr<const SymmetryGroup> group, const s
     allowed_table_[s * stride] = 1;
     for (std::size_t k = 1; k <= n_kinds; ++k) allowed_table_[s * stride + k] = kind_site_type_[k - 1] == types[s];
   }
+  row_tables_ = detail::make_row_tables(*group_, n_kinds);
 }
 
 void Canonicalizer::pack_key(const std::uint8_t* canonical, std::uint8_t* key) const {

@@ -7,6 +7,9 @@
 #include "defectspace/group.hpp"
 
 namespace defectspace {
+namespace detail {
+struct RowTables;
+}  // namespace detail
 
 /// Version of the key layout written by Canonicalizer::canonicalize; bump on any change.
 constexpr int kKeyFormatVersion = 1;
@@ -34,6 +37,8 @@ class Canonicalizer {
     const std::size_t stride = n_kinds() + 1;
     return code < stride && allowed_table_[s * stride + code] != 0;
   }
+  /// Precomputed tables of the row algorithm (detail/canonical_row.hpp), shared by all threads.
+  const detail::RowTables& row_tables() const { return *row_tables_; }
   /// Code of defect kind `kind` (0..n_kinds) among its site type's kinds (1..), as packed into keys; 0 for the host.
   std::uint8_t local_code(std::uint8_t kind) const { return local_code_[kind]; }
 
@@ -68,6 +73,7 @@ class Canonicalizer {
   std::vector<std::uint8_t> allowed_table_;    // [site * (n_kinds+1) + code]
   std::size_t bits_per_site_ = 1;
   std::size_t key_bytes_ = 0;
+  std::shared_ptr<const detail::RowTables> row_tables_;
 };
 
 }  // namespace defectspace

@@ -1,6 +1,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,20 +13,35 @@ namespace detail {
 
 /// Scratch memory of one thread, reused from placement to placement.
 struct Workspace {
-  std::vector<Site> sites;                                       ///< defect sites, in input order
-  std::vector<std::uint8_t> kinds;                               ///< defect kind of each entry of sites
-  std::vector<std::uint32_t> counts;                             ///< [kind] defects of that kind (n_kinds + 1)
-  std::vector<std::uint32_t> rank;                               ///< [kind] rank by (count, kind) among present kinds
-  std::vector<std::uint32_t> anchors;                            ///< indices into sites of the anchor candidates
-  std::vector<std::uint64_t> signatures;                         ///< environment signature of each anchor
-  std::vector<std::uint32_t> current;                            ///< image under the candidate being compared
-  std::vector<std::uint32_t> best;                               ///< smallest image so far
-  std::vector<Site> seg_sites;                                   ///< defect sites grouped by kind rank
-  std::vector<std::uint32_t> seg_start;                          ///< start of each rank's group in seg_sites
-  std::vector<std::uint32_t> fill;                               ///< fill cursor per rank
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> pairs;    ///< (anchor, partner) indices into sites
-  std::vector<std::uint8_t> seen;                                ///< n_sites flags for extract_sparse
+  std::size_t nd = 0;                             ///< number of defects held
+  std::size_t sized_for = 0;                      ///< n_sites the buffers below are sized for
+  bool direct = false;                            ///< defects go straight into by_kind (kind k at k * n_sites)
+  std::vector<Site> sites;                        ///< defect sites (first nd) when not direct
+  std::vector<std::uint8_t> kinds;                ///< kind of each defect in sites when not direct
+  std::vector<std::uint32_t> counts;              ///< [kind] defects of that kind (n_kinds + 1)
+  std::vector<std::uint32_t> rank;                ///< [kind] rank by (count, kind) among present kinds
+  std::vector<std::uint8_t> kind_of_rank;         ///< [rank] the kind of that rank
+  std::vector<std::uint32_t> kind_start;          ///< [kind] start of its defects in by_kind (n_kinds + 2)
+  std::vector<Site> by_kind;                      ///< defect sites grouped by kind, in input order within a kind
+  std::vector<Site> anchors;                      ///< sites of the anchor candidates
+  std::vector<std::uint64_t> signatures;          ///< environment signature of each anchor
+  std::vector<std::pair<Site, Site>> pairs;       ///< (anchor, partner) sites that candidates must map to (m*, t*)
+  std::vector<std::uint64_t> current_bits;        ///< image under the candidate: one bitset of sites per kind rank
+  std::vector<std::uint64_t> best_bits;           ///< smallest image so far, as current_bits
+  std::vector<std::uint32_t> current;             ///< image under the candidate: sorted sites per kind rank
+  std::vector<std::uint32_t> best;                ///< smallest image so far, as current
+  std::vector<std::uint8_t> seen;                 ///< n_sites flags for extract_sparse
 };
+
+/// Tables of a Canonicalizer shared by all threads.
+struct RowTables {
+  std::size_t n_pair_classes = 0;              ///< pair classes: orbit representatives x n_sites
+  std::vector<std::uint64_t> signature_terms;  ///< [kind * n_pair_classes + pair class] term of the environment signature; empty when too large
+  std::vector<Site> pair_class_rows;           ///< [s * n_sites + t] = pair_class(s, t) - pair_classes_from(s).base; empty when too large
+};
+
+/// The tables of a canonicalizer with this group and n_kinds defect kinds.
+std::shared_ptr<const RowTables> make_row_tables(const SymmetryGroup& group, std::size_t n_kinds);
 
 /// Fills w with the defects of a dense row (n_sites bytes); false, with *bad_site set when
 /// bad_site is not null, on a code its site cannot hold.
