@@ -40,7 +40,8 @@ open(f"{work}/ids_sevenn.txt", "w").write("\n".join(sevenn) + "\n")
 open(f"{work}/ids_xtb.txt", "w").write("\n".join(xtb) + "\n")
 PYEOF
 
-LABEL=(nice -n 19 "$PY" "$REPO/python/defectspace/labeling.py" label "$DATA/mos2_8x8.csv" --workers "${WORKERS:-1}" --no-progress)
+# the installed defectspace (pip install .): its command line, `defectspace label`
+LABEL=(nice -n 19 "$PY" -m defectspace label "$DATA/mos2_8x8.csv" --workers "${WORKERS:-1}" --no-progress)
 echo "[$(date -Is)] sevenn start"
 "${LABEL[@]}" --engine sevenn --ids-from "$WORK/ids_sevenn.txt" -o "$LABELS/sevenn_mos2_8x8.csv"
 echo "[$(date -Is)] xtb start"

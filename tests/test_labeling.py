@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import json
@@ -217,10 +216,9 @@ def test_output_of_another_engine_is_refused(tmp_path: Path) -> None:
 
 
 def test_cli_parser() -> None:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    L.add_label_parser(sub)
-    args = parser.parse_args(
+    from defectspace.cli import build_parser
+
+    args = build_parser().parse_args(
         ["label", "in.csv", "-o", "out.csv", "--engine", "xtb", "--workers", "2", "--limit", "3"]
     )
     assert (args.input, args.output, args.engine, args.workers, args.limit) == (

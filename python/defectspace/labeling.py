@@ -15,15 +15,12 @@ reason instead of stopping the run. Every row is flushed and fsync'ed as soon as
 Structures come from :func:`structures_for_ids` (the unrelaxed CIFs of 2DMD, extracted lazily from
 the tar into a cache directory) or from a folder of CIF files.
 
-The module imports nothing else from ``defectspace`` so it can also be run as a script::
-
-    python python/defectspace/labeling.py label INPUT -o OUTPUT --engine sevenn
+The command line is ``defectspace label INPUT -o OUTPUT --engine sevenn`` (:mod:`defectspace.cli.engines`).
 """
 
 from __future__ import annotations
 
 import abc
-import argparse
 import csv
 import ctypes.util
 import dataclasses
@@ -62,7 +59,6 @@ __all__ = [
     "References",
     "SevenNetEngine",
     "XTBEngine",
-    "add_label_parser",
     "defects_from_atoms",
     "engine_references",
     "find_openblas",
@@ -73,7 +69,6 @@ __all__ = [
     "parse_defects",
     "pristine_mos2",
     "read_label_csv",
-    "run_label",
     "structures_for_ids",
 ]
 
@@ -912,14 +907,6 @@ def read_input(path: str | Path, structures: str | Path | None = None) -> InputR
     return InputRows(ids=ids, defects=defects, source=Path(structures) if structures else None)
 
 
-def _read_ids_file(path: str | Path) -> list[str]:
-    """Ids from a file: one per line, or a CSV whose header has an ``id`` column."""
-    lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
-    if lines and "," in lines[0] and "id" in lines[0].split(","):
-        return [r["id"] for r in csv.DictReader(io.StringIO("\n".join(lines)))]
-    return lines
-
-
 def _load_or_make_references(engine: Engine, sidecar: Path) -> References | None:
     if engine.kind != "energy":
         return None
@@ -1133,68 +1120,3 @@ def label_structures(
                 pool.terminate()
             pool.join()
     return counts
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------
-
-
-def add_label_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``label`` sub-command to an argparse ``subparsers`` object and return its parser."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "label",
-        help="label structures with a physics engine (resumable, parallel)",
-        description=(
-            "Compute labels with SevenNet-0 / CHGNet (energy, 2DMD formation energy) or GFN1-xTB "
-            "(HOMO-LUMO gap) and append them to OUTPUT row by row; rerun to resume."
-        ),
-    )
-    p.add_argument("input", metavar="INPUT", help="CSV with columns id,defects, or a folder of CIF files")
-    p.add_argument("-o", "--output", required=True, help="output CSV (appended; resumable)")
-    p.add_argument("--engine", required=True, choices=["sevenn", "chgnet", "xtb"])
-    p.add_argument(
-        "--workers", type=int, default=None, help="worker processes, 1 thread each (default: cores)"
-    )
-    p.add_argument("--limit", type=int, default=None, help="compute at most N new rows")
-    p.add_argument("--ids-from", default=None, help="file of ids (one per line, or CSV with an id column)")
-    p.add_argument("--structures", default=None, help="folder of CIFs for a CSV INPUT (default: 2DMD tar)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    p.add_argument("--no-openblas", action="store_true", help="xtb: do not LD_PRELOAD OpenBLAS")
-    p.set_defaults(handler=run_label)
-    return p
-
-
-def run_label(args: argparse.Namespace) -> int:
-    """Run the ``label`` sub-command; returns the exit status (0 also when rows failed)."""
-    ids = _read_ids_file(args.ids_from) if args.ids_from else None
-    counts = label_structures(
-        args.input,
-        args.output,
-        args.engine,
-        workers=args.workers,
-        limit=args.limit,
-        ids=ids,
-        structures=args.structures,
-        progress=not args.no_progress,
-        use_openblas=not args.no_openblas,
-    )
-    print(
-        f"{args.output}: {counts['done_before']} rows already there, computed {counts['computed']} "
-        f"({counts['ok']} ok, {counts['failed']} failed)",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (``python labeling.py label ...``)."""
-    parser = argparse.ArgumentParser(prog="defectspace-label")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_label_parser(sub)
-    args = parser.parse_args(argv)
-    return run_label(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

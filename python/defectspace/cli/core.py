@@ -1,30 +1,37 @@
-"""The ``defectspace`` command line."""
+"""``defectspace canonicalize | dedupe | enumerate | sample | export``, and the options and
+parsers the other command families share (lattice, input file, defect counts)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-Handler = Callable[[argparse.Namespace], int]
+from defectspace.symmetry import SUBGROUPS
+
+if TYPE_CHECKING:
+    from defectspace.canonical import Canonicalizer
+    from defectspace.lattice import Lattice
 
 
-def _add_lattice_args(p: argparse.ArgumentParser) -> None:
+def add_lattice_args(p: argparse.ArgumentParser, threads: bool = True) -> None:
+    """``--lattice``, ``--supercell``, ``--subgroup`` and (with ``threads``) ``--threads``."""
     p.add_argument("--lattice", default="MoS2",
                    help="preset name (MoS2, WSe2, MoSe2, WS2) or a unit-cell CIF (default: MoS2)")
     p.add_argument("--supercell", default="8x8", help="supercell size n1xn2 (default: 8x8)")
-    p.add_argument("--subgroup", default="full",
-                   choices=["full", "translations", "no_horizontal_mirror"],
+    p.add_argument("--subgroup", default="full", choices=list(SUBGROUPS),
                    help="symmetry group for equivalence (default: full)")
-    p.add_argument("--threads", type=int, default=0, help="threads for the C++ core (0 = all cores)")
+    if threads:
+        p.add_argument("--threads", type=int, default=0,
+                       help="threads for the C++ core (0 = all cores)")
 
 
-def _add_input_args(p: argparse.ArgumentParser) -> None:
+def add_input_args(p: argparse.ArgumentParser) -> None:
+    """The input file, ``-o/--output`` and ``--on-error``."""
     p.add_argument("input", help="CSV with columns id,defects (2DMD form), or a CIF, a folder or a "
                                  "tar of CIFs")
     p.add_argument("-o", "--output", required=True, help="output CSV")
@@ -33,20 +40,21 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
                         "on stderr with its line")
 
 
-def _lattice(args: argparse.Namespace) -> Any:
+def lattice_from(spec: str, supercell: str) -> Lattice:
     """The lattice of ``--lattice`` and ``--supercell``; errors name the options."""
     from defectspace.lattice import resolve_lattice
 
     try:
-        return resolve_lattice(args.lattice, args.supercell)
+        return resolve_lattice(spec, supercell)
     except ValueError as exc:
-        raise ValueError(f"--lattice {args.lattice} --supercell {args.supercell}: {exc}") from None
+        raise ValueError(f"--lattice {spec} --supercell {supercell}: {exc}") from None
 
 
-def _canonicalizer(args: argparse.Namespace) -> Any:
+def _canonicalizer(args: argparse.Namespace) -> Canonicalizer:
     from defectspace.canonical import Canonicalizer
 
-    return Canonicalizer(_lattice(args), args.subgroup, n_threads=args.threads)
+    return Canonicalizer(lattice_from(args.lattice, args.supercell), args.subgroup,
+                         n_threads=args.threads)
 
 
 def cmd_canonicalize(args: argparse.Namespace) -> int:
@@ -95,7 +103,8 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_counts(text: str) -> dict[str, int]:
+def parse_counts(text: str) -> dict[str, int]:
+    """``'S->V=3,Mo->W=1'`` as ``{"S->V": 3, "Mo->W": 1}`` (the ``--counts`` option)."""
     counts: dict[str, int] = {}
     for item in text.split(","):
         label, sep, value = item.strip().rpartition("=")
@@ -115,7 +124,7 @@ def cmd_enumerate(args: argparse.Namespace) -> int:
 
     c = _canonicalizer(args)
     t0 = time.perf_counter()
-    e = c.enumerate(_parse_counts(args.counts))
+    e = c.enumerate(parse_counts(args.counts))
     dt = time.perf_counter() - t0
     out = pd.DataFrame({
         "id": [f"class{i}" for i in range(len(e.orbit_size))],
@@ -139,7 +148,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     c = _canonicalizer(args)
     if args.n < 0:
         raise ValueError(f"-n must be >= 0, got {args.n}")
-    x = c.sample(_parse_counts(args.counts), args.n, args.seed)
+    x = c.sample(parse_counts(args.counts), args.n, args.seed)
     out = pd.DataFrame({"id": [f"sample{i}" for i in range(args.n)],
                         "defects": format_2dmd(x, c.lattice)})
     write_csv_atomic(out, args.output)
@@ -156,7 +165,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from defectspace.placement import PlacementError, parse_2dmd
     from defectspace.structure import placement_to_atoms
 
-    lattice = _lattice(args)
+    lattice = lattice_from(args.lattice, args.supercell)
     path = Path(args.input)
     if not path.exists():
         raise InputError(f"input {path} does not exist")
@@ -192,115 +201,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser; of the heavy sub-commands only the one named in ``argv`` is loaded."""
-    from defectspace import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="defectspace",
-        description="Symmetry-aware keys, embeddings and property predictions for defect "
-                    "configurations in 2D crystals.",
-    )
-    parser.add_argument("--version", action="version", version=f"defectspace {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("canonicalize", help="canonical key and orbit size of every placement")
-    _add_input_args(p)
-    _add_lattice_args(p)
+def register(subparsers: Any) -> None:
+    """Adds canonicalize, dedupe, enumerate, sample and export to the command line."""
+    p = subparsers.add_parser("canonicalize", help="canonical key and orbit size of every placement")
+    add_input_args(p)
+    add_lattice_args(p)
     p.set_defaults(handler=cmd_canonicalize)
 
-    p = sub.add_parser("dedupe", help="one row per symmetry-distinct class, with counts")
-    _add_input_args(p)
-    _add_lattice_args(p)
+    p = subparsers.add_parser("dedupe", help="one row per symmetry-distinct class, with counts")
+    add_input_args(p)
+    add_lattice_args(p)
     p.set_defaults(handler=cmd_dedupe)
 
-    p = sub.add_parser("enumerate", help="all distinct placements of a defect multiset")
+    p = subparsers.add_parser("enumerate", help="all distinct placements of a defect multiset")
     p.add_argument("--counts", required=True, help="defect multiset, e.g. 'S->V=3' or "
                                                    "'Mo->W=1,S->V=2'")
     p.add_argument("-o", "--output", required=True, help="output CSV")
-    _add_lattice_args(p)
+    add_lattice_args(p)
     p.set_defaults(handler=cmd_enumerate)
 
-    p = sub.add_parser("sample", help="uniformly random placements of a defect multiset")
+    p = subparsers.add_parser("sample", help="uniformly random placements of a defect multiset")
     p.add_argument("--counts", required=True, help="defect multiset, e.g. 'S->V=3'")
     p.add_argument("-n", type=int, required=True, help="number of placements")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("-o", "--output", required=True, help="output CSV")
-    _add_lattice_args(p)
+    add_lattice_args(p)
     p.set_defaults(handler=cmd_sample)
 
-    p = sub.add_parser("export", help="write chosen placements as CIF files or one extxyz file")
+    p = subparsers.add_parser("export", help="write chosen placements as CIF files or one extxyz file")
     p.add_argument("input", help="screening Parquet or CSV with columns id,defects")
     p.add_argument("-o", "--output", required=True,
                    help="folder for CIF files, or a file ending in .extxyz")
     p.add_argument("--ids", help="comma-separated ids to export (default: all rows)")
     p.add_argument("--limit", type=int, help="export at most the first N rows")
-    p.add_argument("--lattice", default="MoS2")
-    p.add_argument("--supercell", default="8x8")
+    p.add_argument("--lattice", default="MoS2", help="preset or unit-cell CIF (default: MoS2)")
+    p.add_argument("--supercell", default="8x8", help="supercell n1xn2 (default: 8x8)")
     p.set_defaults(handler=cmd_export)
 
-    _add_optional_commands(sub, argv)
-    return parser
-
-
-# Sub-commands living in modules with heavy imports (torch, ase.io): (module, registrar, help).
-# Only the module of the command being run is imported; the others are listed by name.
-_OPTIONAL: dict[str, tuple[str, str, str]] = {
-    "train-embedder": ("defectspace.embedding", "add_embed_parsers",
-                       "train the Siamese embedder from scratch"),
-    "embed": ("defectspace.embedding", "add_embed_parsers", "Siamese embeddings of placements"),
-    "plot-embeddings": ("defectspace.embedding", "add_embed_parsers", "UMAP figure of embeddings (PNG)"),
-    "predict": ("defectspace.predict", "add_predict_parsers",
-                "predict HOMO-LUMO gap and formation energy"),
-    "label": ("defectspace.labeling", "add_label_parser", "label structures with a physics engine"),
-    "screen": ("defectspace.screening", "add_screen_parser",
-               "generate, canonicalize, dedupe, embed, predict and filter placements"),
-}
-
-
-def _add_optional_commands(sub: Any, argv: Sequence[str] | None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    wanted = next((a for a in args if not a.startswith("-")), None)
-    if wanted in _OPTIONAL:
-        module, attr, _ = _OPTIONAL[wanted]
-        try:
-            register = getattr(__import__(module, fromlist=[attr]), attr)
-        except ModuleNotFoundError as exc:
-            if (exc.name or "").startswith("defectspace"):
-                raise
-            register = _missing_dependency(wanted, exc)
-        register(sub)
-    for name, (_, _, help_text) in _OPTIONAL.items():
-        if name not in sub.choices:  # listed for --help; running it imports its module
-            sub.add_parser(name, help=help_text, add_help=False)
-
-
-def _missing_dependency(name: str, exc: ModuleNotFoundError) -> Callable[[Any], None]:
-    def register(sub: Any) -> None:
-        p = sub.add_parser(name, help=f"(needs {exc.name})")
-        message = f"{name} needs the {exc.name} package: pip install 'defectspace[all]'"
-        p.set_defaults(handler=lambda args: _fail(message))
-    return register
-
-
-def _fail(message: str) -> int:
-    print(f"defectspace: error: {message}", file=sys.stderr)
-    return 2
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit code (2 for bad input, with a one-line message)."""
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
-    try:
-        return handler(args)
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        return _fail(str(exc))
-    except KeyboardInterrupt:
-        print("defectspace: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

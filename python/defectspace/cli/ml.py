@@ -1,0 +1,138 @@
+"""``defectspace embed | train-embedder | plot-embeddings`` (the ``ml`` extra: torch)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from defectspace.cli.core import lattice_from
+
+
+def register(subparsers: Any) -> None:
+    """Adds train-embedder, embed and plot-embeddings to the command line."""
+    from defectspace.training import TrainConfig
+
+    d = TrainConfig()
+    p = subparsers.add_parser("train-embedder", help="train the Siamese embedder from scratch")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default: {d.steps})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"anchors per step (default: {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default: {d.lr})")
+    p.add_argument("--loss", choices=["infonce", "margin"], default=d.loss,
+                   help=f"contrastive loss (default: {d.loss})")
+    p.add_argument("--architecture", choices=["equivariant", "cnn"], default=d.architecture,
+                   help="equivariant: point-group convolutions, invariant by construction; cnn: "
+                        f"the paper's free kernels (default: {d.architecture})")
+    p.add_argument("--dim", type=int, default=d.dim, help=f"embedding size (default: {d.dim})")
+    p.add_argument("--channels", type=int, default=d.channels,
+                   help=f"convolution channels (default: {d.channels})")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help=f"CPU threads for torch and the core (default: {d.threads})")
+    p.add_argument("--data", default=None,
+                   help="2DMD CSV (id,defects) mixed into training (default: ../shared/data/2dmd/"
+                        "mos2_8x8.csv beside the repository, or none if absent)")
+    p.add_argument("--eval-pairs", type=int, default=d.eval_pairs,
+                   help=f"held-out pairs per density evaluated after training (default: {d.eval_pairs})")
+    p.add_argument("--lattice", default="MoS2", help="preset or unit-cell CIF (default: MoS2)")
+    p.add_argument("--supercell", default="8x8", help="supercell n1xn2 (default: 8x8)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=cmd_train_embedder)
+
+    p = subparsers.add_parser("embed", help="Siamese embeddings of placements (emb_0..emb_<dim-1>)")
+    p.add_argument("input", help="CSV with columns id,defects (2DMD form); other columns are kept")
+    p.add_argument("-o", "--output", required=True, help="output CSV")
+    p.add_argument("--model", default=None, help="embedder checkpoint folder (default: the shipped one)")
+    p.add_argument("--lattice", default=None, help="preset or CIF (default: the model's)")
+    p.add_argument("--supercell", default=None, help="supercell n1xn2 (default: the model's)")
+    p.add_argument("--exact", action="store_true",
+                   help="embed canonical forms: exactly equal embeddings for equivalent placements")
+    p.add_argument("--keep-defects", action="store_true", help="keep all input columns (default: "
+                                                               "id and the other non-defects columns)")
+    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                   help="bad rows: stop (default) or skip them, listed on stderr")
+    p.set_defaults(handler=cmd_embed)
+
+    p = subparsers.add_parser("plot-embeddings",
+                              help="UMAP picture of embeddings, one colour per equivalence class")
+    p.add_argument("-o", "--output", required=True, help="PNG file")
+    p.add_argument("--model", default=None, help="embedder checkpoint folder (default: the shipped one)")
+    p.add_argument("--defects", default="2,3,6,12",
+                   help="defect counts, one panel each (default: 2,3,6,12)")
+    p.add_argument("--classes", type=int, default=12, help="classes per panel (default: 12)")
+    p.add_argument("--images", type=int, default=40, help="symmetry images per class (default: 40)")
+    p.add_argument("--method", choices=["umap", "pca"], default="umap",
+                   help="2D projection (default: umap)")
+    p.add_argument("--exact", action="store_true", help="embed canonical forms")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(handler=cmd_plot_embeddings)
+
+
+def default_data_path() -> Path:
+    """``../shared/data/2dmd/mos2_8x8.csv`` beside the repository root."""
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "2dmd" / "mos2_8x8.csv"
+
+
+def cmd_train_embedder(args: argparse.Namespace) -> int:
+    """Trains an embedder from scratch, evaluates it on held-out pairs and writes the checkpoint."""
+    from defectspace.training import TrainConfig, train
+
+    lattice = lattice_from(args.lattice, args.supercell)
+    data = args.data
+    if data is None:
+        default = default_data_path()
+        data = str(default) if default.exists() and lattice.name == "MoS2" else ""
+    config = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         loss=args.loss, architecture=args.architecture, dim=args.dim,
+                         channels=args.channels, threads=args.threads,
+                         data=data, eval_pairs=args.eval_pairs)
+    result = train(config, lattice, device=args.device, progress=not args.no_progress)
+    out = result.embedder.save(args.out)
+    m = result.metrics
+    print(f"trained in {m['train_seconds']:.0f} s; held-out accuracy low {m['low']['accuracy']:.4f} "
+          f"high {m['high']['accuracy']:.4f} -> {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Writes id, the input's other columns and emb_0..emb_<dim-1> for every input row."""
+    from defectspace.embedding import Embedder
+    from defectspace.io import read_placements, report_errors, write_csv_atomic
+
+    embedder = Embedder.load(args.model)
+    lat = embedder.lattice
+    if args.lattice is not None or args.supercell is not None:
+        lat = lattice_from(args.lattice or embedder.lattice.name,
+                           args.supercell or "x".join(map(str, embedder.lattice.supercell)))
+        embedder._lattice_for(lat)
+    table = read_placements(args.input, lat, args.on_error)
+    report_errors(table)
+    emb = embedder.embed(table.states, exact=args.exact, lattice=lat)
+    out = table.extra.copy()
+    if not args.keep_defects and "defects" in out.columns:
+        out = out.drop(columns=["defects"])
+    for k in range(emb.shape[1]):
+        out[f"emb_{k}"] = emb[:, k]
+    write_csv_atomic(out, args.output)
+    print(f"embedded {len(out)} placements ({len(table.errors)} skipped) -> {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_plot_embeddings(args: argparse.Namespace) -> int:
+    """Draws the Figure-1-like picture of embeddings (one colour per equivalence class)."""
+    from defectspace.embedding import Embedder
+    from defectspace.plotting import plot_embeddings
+
+    counts = [int(t) for t in str(args.defects).split(",") if t.strip()]
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--defects must list positive defect counts, got {args.defects!r}")
+    embedder = Embedder.load(args.model)
+    path = plot_embeddings(embedder, args.output, counts, n_classes=args.classes,
+                           n_images=args.images, method=args.method, exact=args.exact, seed=args.seed)
+    print(f"figure -> {path}", file=sys.stderr)
+    return 0

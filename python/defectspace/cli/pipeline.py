@@ -1,0 +1,96 @@
+"""``defectspace screen``: the screening pipeline (the ``screen`` extra: pyarrow, dask)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defectspace.cli.core import add_lattice_args, lattice_from, parse_counts
+
+
+def _parse_ranges(items: Sequence[str]) -> tuple[tuple[str, float, float], ...]:
+    out = []
+    for item in items:
+        name, sep, rng = item.partition("=")
+        lo, sep2, hi = rng.partition(":")
+        try:
+            if not sep or not sep2:
+                raise ValueError
+            out.append((name.strip(), float(lo) if lo.strip() else -np.inf,
+                        float(hi) if hi.strip() else np.inf))
+        except ValueError:
+            raise ValueError(f"--keep items look like 'homo_lumo_gap=0.5:1.2', got {item!r}") from None
+    return tuple(out)
+
+
+def register(subparsers: Any) -> None:
+    """Adds screen to the command line."""
+    p = subparsers.add_parser(
+        "screen", help="generate, canonicalize, dedupe, embed, predict and filter placements",
+        description="Screen placements for wanted properties; writes Parquet. Resumable: rerun the "
+                    "same command after an interruption.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--random", metavar="N", type=int, help="draw N uniformly random placements")
+    src.add_argument("--exhaustive", action="store_true", help="every distinct placement")
+    src.add_argument("--input", help="CSV or Parquet with id,defects")
+    p.add_argument("--counts", action="append", default=[],
+                   help="defect multiset, e.g. 'S->V=3,Mo->W=1'; repeat for several")
+    p.add_argument("--keep", action="append", default=[], metavar="COLUMN=LOW:HIGH",
+                   help="keep classes with COLUMN in [LOW, HIGH] (eV); repeat for several")
+    p.add_argument("-o", "--output", required=True, help="output Parquet file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk-size", type=int, default=65536)
+    p.add_argument("--partitions", type=int, default=0,
+                   help="key partitions (default: one per 65536 placements, at least 8), which "
+                        "bound the memory of the embed + predict phase")
+    p.add_argument("--scheduler", default="none",
+                   help="'none' (this process, default), 'local' (a Dask LocalCluster) or a Dask "
+                        "scheduler address such as tcp://host:8786")
+    p.add_argument("--workers", type=int, default=2, help="workers of the local Dask cluster")
+    p.add_argument("--model", help="embedder checkpoint (default: the shipped one)")
+    p.add_argument("--predictors", help="predictor folder (default: the shipped ones)")
+    add_lattice_args(p, threads=False)
+    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                   help="bad input rows: stop with an error (default) or skip them")
+    p.add_argument("--keep-work", action="store_true", help="keep the work folder after success")
+    p.set_defaults(handler=cmd_screen)
+
+
+def cmd_screen(args: argparse.Namespace) -> int:
+    """Runs (or resumes) a screening run and prints its summary."""
+    from defectspace.placement import counts_vector
+    from defectspace.screening import PARTITION_ROWS, ScreenConfig, format_summary, screen
+
+    lat = lattice_from(args.lattice, args.supercell)
+    comps = tuple(tuple(int(v) for v in counts_vector(parse_counts(c), lat)[1:]) for c in args.counts)
+    if (args.random is not None or args.exhaustive) and not comps:
+        raise ValueError("--random and --exhaustive need at least one --counts")
+    if args.random is not None and args.random < 0:
+        raise ValueError(f"--random must be >= 0, got {args.random}")
+    if args.chunk_size < 1 or args.partitions < 0:
+        raise ValueError("--chunk-size must be positive and --partitions non-negative")
+    source = "random" if args.random is not None else "exhaustive" if args.exhaustive else "file"
+    input_path = None
+    table = None
+    if source == "file":
+        from defectspace.io import read_placements, report_errors
+
+        input_path = str(Path(args.input).resolve())
+        table = read_placements(input_path, lat, "skip" if args.on_error == "skip" else "fail")
+        report_errors(table)
+    partitions = args.partitions
+    if partitions == 0:
+        total = args.random if source == "random" else len(table.ids) if table is not None else 0
+        partitions = max(8, -(-int(total) // PARTITION_ROWS))
+    cfg = ScreenConfig(lat.describe(), source, comps, args.random or 0, input_path, args.seed,
+                       args.chunk_size, partitions, args.subgroup, _parse_ranges(args.keep),
+                       args.model, args.predictors, args.on_error)
+    summary = screen(cfg, args.output, scheduler=None if args.scheduler == "none" else args.scheduler,
+                     n_workers=args.workers, keep_work=args.keep_work, table=table)
+    print(format_summary(summary), file=sys.stderr)
+    return 0
