@@ -19,9 +19,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from defectspace import Canonicalizer, Lattice  # noqa: E402
-from defectspace.embedding import Embedder, Encoder  # noqa: E402
+from defectspace.ml.embedder import Embedder, Encoder  # noqa: E402
+from defectspace.ml.training import PairStream, TrainConfig, margin_loss  # noqa: E402
 from defectspace.placement import random_placements  # noqa: E402
-from defectspace.training import PairStream, TrainConfig, margin_loss  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest_benchmark.logger.PytestBenchmarkWarning")
 

@@ -19,8 +19,8 @@ from dataclasses import fields
 
 import numpy as np
 import torch
-from defectspace.embedding import Embedder
-from defectspace.training import (
+from defectspace.ml.embedder import Embedder
+from defectspace.ml.training import (
     PairStream,
     TrainConfig,
     held_out_pairs,
@@ -33,7 +33,7 @@ from defectspace.training import (
 
 def training_keys(embedder: Embedder) -> set[bytes]:
     """Keys of every anchor and negative the checkpoint's training run saw (regenerated)."""
-    from defectspace.training import load_2dmd_states
+    from defectspace.ml.training import load_2dmd_states
 
     meta = dict(embedder.metadata.get("training", {}))
     names = {f.name for f in fields(TrainConfig)}

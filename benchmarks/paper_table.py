@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     def snn_finetuned(task: Task, tr: np.ndarray, te: np.ndarray, seed: int) -> np.ndarray:
         # beyond the paper: the shipped embedder trained further with a property head on this
         # split's training rows (contrastive loss kept), then KRR on its 12 numbers
-        from defectspace.training import finetune_with_property
+        from defectspace.ml.training import finetune_with_property
 
         if task.key == "fe_low":  # engine-label pretraining: SevenNet-0 FE/site of all non-test rows
             pre = np.setdiff1d(rows(np.isfinite(s7)), te)

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
 from defectspace import Canonicalizer, Lattice, format_2dmd  # noqa: E402
-from defectspace.embedding import (  # noqa: E402
+from defectspace.ml.embedder import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     META_FILE,
     WEIGHTS_FILE,
@@ -24,8 +24,7 @@ from defectspace.embedding import (  # noqa: E402
     save_checkpoint,
     states_to_grid,
 )
-from defectspace.placement import random_placements  # noqa: E402
-from defectspace.training import (  # noqa: E402
+from defectspace.ml.training import (  # noqa: E402
     PairStream,
     TrainConfig,
     best_threshold,
@@ -33,6 +32,7 @@ from defectspace.training import (  # noqa: E402
     roc_auc,
     train,
 )
+from defectspace.placement import random_placements  # noqa: E402
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="CUDA is not available"))]

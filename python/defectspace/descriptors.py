@@ -18,7 +18,7 @@ histogram, which the C++ core counts.
   exponentially damped pair sums. Invariant under every lattice symmetry; for energies it is the
   feature vector of a pair cluster expansion.
 * :func:`polynomial_features`: degree-2 expansion (``1 + d + d(d+1)/2``; 91 for 12 dims).
-* :func:`snn_embeddings`: the Siamese embeddings of :mod:`defectspace.embedding` (12 dims).
+* :func:`snn_embeddings`: the Siamese embeddings of :mod:`defectspace.ml.embedder` (12 dims).
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ def polynomial_features(e: ArrayLike, degree: int = 2) -> NDArray[np.float64]:
 def snn_embeddings(
     states: ArrayLike, lattice: Lattice, embedder: Any = None, exact: bool = False
 ) -> NDArray[np.float64]:
-    """Siamese-network embeddings from :mod:`defectspace.embedding` (default shipped model)."""
+    """Siamese-network embeddings from :mod:`defectspace.ml.embedder` (default shipped model)."""
     x = as_states(states, lattice)
     if embedder is None:
         embedder = load_embedder()
@@ -302,9 +302,9 @@ def load_embedder(path: str | None = None) -> Any:
     import importlib
 
     try:
-        module: Any = importlib.import_module("defectspace.embedding")
+        module: Any = importlib.import_module("defectspace.ml.embedder")
     except ImportError as exc:
-        raise RuntimeError(f"SNN embeddings need defectspace.embedding: {exc}") from exc
+        raise RuntimeError(f"SNN embeddings need defectspace.ml.embedder: {exc}") from exc
     embedder_cls: Any = module.Embedder
     return embedder_cls.load(path) if path is not None else embedder_cls.load()
 

@@ -351,7 +351,7 @@ def _score_in_batches(score: Scorer, states: NDArray[np.uint8]) -> dict[str, NDA
 
 def default_scorer(model: str | None, predictors: str | None, lattice: Lattice) -> Scorer:
     """Embeddings from the (shipped) embedder plus the (shipped) property predictors."""
-    from defectspace.embedding import Embedder
+    from defectspace.ml.embedder import Embedder
     from defectspace.predict import load_predictors
 
     embedder = Embedder.load(model)

@@ -12,7 +12,7 @@ from defectspace.cli.core import lattice_from
 
 def register(subparsers: Any) -> None:
     """Adds train-embedder, embed and plot-embeddings to the command line."""
-    from defectspace.training import TrainConfig
+    from defectspace.ml.training import TrainConfig
 
     d = TrainConfig()
     p = subparsers.add_parser("train-embedder", help="train the Siamese embedder from scratch")
@@ -79,7 +79,7 @@ def default_data_path() -> Path:
 
 def cmd_train_embedder(args: argparse.Namespace) -> int:
     """Trains an embedder from scratch, evaluates it on held-out pairs and writes the checkpoint."""
-    from defectspace.training import TrainConfig, train
+    from defectspace.ml.training import TrainConfig, train
 
     lattice = lattice_from(args.lattice, args.supercell)
     data = args.data
@@ -100,8 +100,8 @@ def cmd_train_embedder(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     """Writes id, the input's other columns and emb_0..emb_<dim-1> for every input row."""
-    from defectspace.embedding import Embedder
     from defectspace.io import read_placements, report_errors, write_csv_atomic
+    from defectspace.ml.embedder import Embedder
 
     embedder = Embedder.load(args.model)
     lat = embedder.lattice
@@ -125,8 +125,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_plot_embeddings(args: argparse.Namespace) -> int:
     """Draws the Figure-1-like picture of embeddings (one colour per equivalence class)."""
-    from defectspace.embedding import Embedder
-    from defectspace.plotting import plot_embeddings
+    from defectspace.ml.embedder import Embedder
+    from defectspace.ml.plotting import plot_embeddings
 
     counts = [int(t) for t in str(args.defects).split(",") if t.strip()]
     if not counts or min(counts) < 1:

@@ -10,7 +10,7 @@ lattice. Two architectures:
 
 - ``"cnn"`` (the paper's): free 3x3 kernels (in the oblique (i, j) basis of the hexagonal lattice
   a 3x3 kernel covers all 6 nearest cells); invariance under the point operations (rotations,
-  mirrors) is learned contrastively (:mod:`defectspace.training`), so it is approximate.
+  mirrors) is learned contrastively (:mod:`defectspace.ml.training`), so it is approximate.
 - ``"equivariant"`` (the default of training): a group-equivariant CNN over the point group
   that fixes a site (12 operations for MoS2's D3h, :class:`AnchorPointGroup`). Every layer
   (:class:`GroupConv`) applies each kernel in all 12 orientations of the group, so a feature map
@@ -51,7 +51,7 @@ FORMAT_VERSION = 1
 """Version of the checkpoint layout; :meth:`Embedder.load` refuses any other."""
 WEIGHTS_FILE = "embedder.safetensors"
 META_FILE = "embedder.json"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "data" / "models" / "mos2_8x8"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "data" / "models" / "mos2_8x8"
 """The shipped MoS2 8x8 embedder (``defectspace train-embedder --out DIR --seed 0``)."""
 
 

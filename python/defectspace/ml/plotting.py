@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from defectspace.placement import random_placements
 
 if TYPE_CHECKING:
-    from defectspace.embedding import Embedder
+    from defectspace.ml.embedder import Embedder
 
 
 def project_2d(emb: NDArray[np.floating], method: str = "umap", seed: int = 0) -> NDArray[np.float64]:

@@ -39,8 +39,8 @@ from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
 from defectspace.canonical import Canonicalizer
-from defectspace.embedding import Embedder, Encoder, EncoderConfig, n_channels, resolve_device
 from defectspace.lattice import Lattice
+from defectspace.ml.embedder import Embedder, Encoder, EncoderConfig, n_channels, resolve_device
 from defectspace.placement import as_states, parse_2dmd, random_placements
 
 EVAL_STREAM = 1_000_003
