@@ -19,7 +19,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from defectspace import Canonicalizer, Lattice  # noqa: E402
-from defectspace.ml.embedder import Embedder, Encoder  # noqa: E402
+from defectspace.ml.embedder import Embedder  # noqa: E402
+from defectspace.ml.encoder import Encoder  # noqa: E402
 from defectspace.ml.training import PairStream, TrainConfig, margin_loss  # noqa: E402
 from defectspace.placement import random_placements  # noqa: E402
 

@@ -20,15 +20,9 @@ from dataclasses import fields
 import numpy as np
 import torch
 from defectspace.ml.embedder import Embedder
-from defectspace.ml.training import (
-    PairStream,
-    TrainConfig,
-    held_out_pairs,
-    invariance_error,
-    pair_distances,
-    pair_metrics,
-    random_placements,
-)
+from defectspace.ml.evaluation import held_out_pairs, invariance_error, pair_distances, pair_metrics
+from defectspace.ml.training import PairStream, TrainConfig
+from defectspace.placement import random_placements
 
 
 def training_keys(embedder: Embedder) -> set[bytes]:

@@ -16,20 +16,21 @@ from defectspace.ml.embedder import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     META_FILE,
     WEIGHTS_FILE,
-    AnchorPointGroup,
     Embedder,
+    save_checkpoint,
+)
+from defectspace.ml.encoder import (  # noqa: E402
+    AnchorPointGroup,
     Encoder,
     EncoderConfig,
     channel_table,
-    save_checkpoint,
     states_to_grid,
 )
+from defectspace.ml.evaluation import best_threshold, held_out_metrics, roc_auc  # noqa: E402
 from defectspace.ml.training import (  # noqa: E402
     PairStream,
     TrainConfig,
-    best_threshold,
     finetune_with_property,
-    roc_auc,
     train,
 )
 from defectspace.placement import random_placements  # noqa: E402
@@ -217,7 +218,8 @@ def test_training_is_seeded_and_reproducible(device: str, loss: str, architectur
     assert len(r1.losses) == 4 and all(np.isfinite(r1.losses))
     x = placements(20, (1, 8), 0)
     np.testing.assert_allclose(r1.embedder.embed(x), r2.embedder.embed(x), atol=1e-6)
-    assert {"low", "high", "train_seconds"} <= set(r1.metrics)
+    assert {"train_seconds", "final_loss"} <= set(r1.metrics)
+    assert set(held_out_metrics(r1.embedder, cfg)) == {"low", "high"}
     assert r1.embedder.device.type == device
     assert r1.embedder.encoder.config.architecture == architecture
 

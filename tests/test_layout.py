@@ -42,3 +42,15 @@ def test_only_cli_knows_the_command_line() -> None:
                  if not name.startswith("cli/") and ("argparse" in text or "--lattice" in text)]
     assert offenders == []
 
+
+
+def test_every_command_is_registered_without_importing_optional_packages() -> None:
+    code = ("import sys; from defectspace.cli import build_parser; "
+            "sub = build_parser()._subparsers._group_actions[0]; print(sorted(sub.choices)); "
+            "print(sorted(m for m in ('torch', 'pyarrow', 'dask', 'sklearn', 'matplotlib') "
+            "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    commands, heavy = r.stdout.splitlines()
+    assert commands == str(sorted(["canonicalize", "dedupe", "enumerate", "sample", "export", "embed",
+                                   "train-embedder", "plot-embeddings", "predict", "label", "screen"]))
+    assert heavy == "[]"

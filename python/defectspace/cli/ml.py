@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from defectspace.cli.core import lattice_from
+from defectspace.ml.config import TrainConfig
 
 
 def register(subparsers: Any) -> None:
     """Adds train-embedder, embed and plot-embeddings to the command line."""
-    from defectspace.ml.training import TrainConfig
-
     d = TrainConfig()
     p = subparsers.add_parser("train-embedder", help="train the Siamese embedder from scratch")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
@@ -79,7 +78,9 @@ def default_data_path() -> Path:
 
 def cmd_train_embedder(args: argparse.Namespace) -> int:
     """Trains an embedder from scratch, evaluates it on held-out pairs and writes the checkpoint."""
-    from defectspace.ml.training import TrainConfig, train
+    from defectspace.ml.encoder import torch_threads
+    from defectspace.ml.evaluation import held_out_metrics
+    from defectspace.ml.training import train
 
     lattice = lattice_from(args.lattice, args.supercell)
     data = args.data
@@ -91,6 +92,9 @@ def cmd_train_embedder(args: argparse.Namespace) -> int:
                          channels=args.channels, threads=args.threads,
                          data=data, eval_pairs=args.eval_pairs)
     result = train(config, lattice, device=args.device, progress=not args.no_progress)
+    with torch_threads(config.threads):
+        result.metrics.update(held_out_metrics(result.embedder, config))
+    result.embedder.metadata["metrics"] = result.metrics
     out = result.embedder.save(args.out)
     m = result.metrics
     print(f"trained in {m['train_seconds']:.0f} s; held-out accuracy low {m['low']['accuracy']:.4f} "

@@ -1,4 +1,4 @@
-"""Contrastive training and held-out evaluation of the Siamese embedder.
+"""Contrastive training of the Siamese embedder (its evaluation: :mod:`defectspace.ml.evaluation`).
 
 Pairs are streamed from the C++ core, never stored: every step draws anchors (random placements
 with 1-3 defects, random placements with 4-24 defects of mixed kinds, and 2DMD placements), moves
@@ -40,60 +40,13 @@ from torch import nn
 
 from defectspace.canonical import Canonicalizer
 from defectspace.lattice import Lattice
-from defectspace.ml.embedder import Embedder, Encoder, EncoderConfig, n_channels, resolve_device
+from defectspace.ml.config import TrainConfig
+from defectspace.ml.embedder import Embedder
+from defectspace.ml.encoder import Encoder, resolve_device, torch_threads
 from defectspace.placement import as_states, parse_2dmd, random_placements
 
-EVAL_STREAM = 1_000_003
-"""Offset of the evaluation seed stream: evaluation draws never coincide with a training step's."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters of :func:`train` (stored in the checkpoint's JSON)."""
-
-    seed: int = 0
-    steps: int = 3000
-    """Optimizer steps."""
-    batch_size: int = 256
-    """Anchors per step (each brings a positive and a negative)."""
-    lr: float = 3e-3
-    """Peak learning rate (linear warm-up over 5% of the steps, cosine decay to 2%)."""
-    weight_decay: float = 1e-4
-    loss: str = "margin"
-    """``"margin"`` (kept: higher held-out accuracy at equal steps) or ``"infonce"``."""
-    temperature: float = 0.1
-    """InfoNCE temperature."""
-    margin: float = 0.5
-    """Margin of the ``"margin"`` loss (embeddings have unit length)."""
-    architecture: str = "equivariant"
-    """``"equivariant"`` (point-group convolutions, invariant by construction) or ``"cnn"`` (the
-    paper's free kernels, invariance learned)."""
-    radius: float = 6.1
-    """Angstrom that the first layer of the ``"equivariant"`` encoder sees around a cell."""
-    dim: int = 12
-    channels: int = 24
-    layers: int = 3
-    hidden: int = 64
-    hard_fraction: float = 0.5
-    """Share of negatives that move one defect to a nearby site."""
-    low_defects: tuple[int, int] = (1, 3)
-    high_defects: tuple[int, int] = (4, 24)
-    mix: tuple[float, float, float] = (0.35, 0.35, 0.3)
-    """Shares of low-density, high-density and 2DMD anchors (2DMD's share goes to the others
-    when no data file is given)."""
-    data: str = ""
-    """2DMD CSV (columns id, defects) to draw anchors from; empty for none."""
-    threads: int = 1
-    """CPU threads for torch and the core (1 is fastest for these small convolutions: with 2 on a
-    busy 2-core machine torch's thread pool spends more time waiting than working)."""
-    eval_pairs: int = 4000
-    """Held-out pairs per density for the metrics stored with the checkpoint."""
-
-    def encoder_config(self, lattice: Lattice) -> EncoderConfig:
-        """The encoder these settings train on ``lattice``."""
-        return EncoderConfig(in_channels=n_channels(lattice), channels=self.channels,
-                             layers=self.layers, hidden=self.hidden, dim=self.dim, normalize=True,
-                             architecture=self.architecture, radius=self.radius)
+__all__ = ["PairBatch", "PairStream", "TrainConfig", "TrainResult", "finetune_with_property",
+           "infonce_loss", "load_2dmd_states", "margin_loss", "train"]
 
 
 @dataclass
@@ -240,12 +193,8 @@ def finetune_with_property(embedder: Embedder, states: ArrayLike, y: ArrayLike,
     if t.shape != (x.shape[0],) or not np.isfinite(t).all() or x.shape[0] < 2:
         raise ValueError(f"y must hold one finite label per placement ({x.shape[0]}, at least 2), "
                          f"got shape {t.shape}")
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads))
-    try:
+    with torch_threads(max(1, threads)):
         return _finetune(embedder, x, t, steps, batch_size, lr, weight, seed, margin)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _finetune(embedder: Embedder, x: NDArray[np.uint8], t: NDArray[np.float64], steps: int,
@@ -305,204 +254,78 @@ def _lr_factor(step: int, steps: int) -> float:
 
 
 def train(config: TrainConfig, lattice: Lattice, device: str | torch.device | None = "auto",
-          progress: bool = True, evaluate: bool = True) -> TrainResult:
-    """Trains an :class:`Encoder` on pairs streamed from the core; seeded and reproducible.
+          progress: bool = True) -> TrainResult:
+    """Trains an :class:`~defectspace.ml.encoder.Encoder` on pairs streamed from the core; seeded
+    and reproducible on one machine (see the README for what differs between machines).
 
     Pair generation for step t + 1 runs in a background thread while step t trains (the core
-    releases the GIL). With ``evaluate``, held-out metrics (:func:`evaluate_pairs`) at low and
-    high density are measured afterwards and returned for the checkpoint.
+    releases the GIL). Held-out metrics for the checkpoint come from
+    :func:`defectspace.ml.evaluation.held_out_metrics`.
     """
-    from tqdm import tqdm
-
     if config.loss not in ("infonce", "margin"):
         raise ValueError(f"loss must be 'infonce' or 'margin', got {config.loss!r}")
     if config.steps < 1 or config.batch_size < 2:
         raise ValueError("steps must be >= 1 and batch_size >= 2")
     dev = resolve_device(device)
-    old_threads = torch.get_num_threads()
     old_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    torch.set_num_threads(max(1, config.threads))
     # reproducible on CUDA too: deterministic cuDNN convolution algorithms
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
-        torch.manual_seed(config.seed)
-        if dev.type == "cuda":
-            torch.cuda.manual_seed_all(config.seed)
-        c = Canonicalizer(lattice, n_threads=max(1, config.threads))
-        data = load_2dmd_states(config.data, lattice) if config.data else None
-        stream = PairStream(c, config, data)
-        encoder = Encoder(config.encoder_config(lattice), lattice).to(dev)
-        embedder = Embedder(encoder, lattice, dev)
-        encoder.train()
-        opt = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config.steps))
-        losses: list[float] = []
-        t0 = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(stream.batch, 0)
-            bar = tqdm(range(config.steps), disable=not progress, desc="train-embedder", unit="step")
-            for step in bar:
-                pb = pending.result()
-                if step + 1 < config.steps:
-                    pending = pool.submit(stream.batch, step + 1)
-                b = pb.anchors.shape[0]
-                x = torch.from_numpy(np.concatenate([pb.anchors, pb.positives, pb.negatives])).to(dev)
-                z = embedder.embed_tensor(x)
-                za, zp, zn = z[:b], z[b:2 * b], z[2 * b:]
-                a_cls = torch.from_numpy(pb.anchor_class).to(dev)
-                n_cls = torch.from_numpy(pb.negative_class).to(dev)
-                valid = torch.from_numpy(pb.neg_valid).to(dev)
-                if config.loss == "infonce":
-                    loss = infonce_loss(za, zp, zn, a_cls, n_cls, valid, config.temperature)
-                else:
-                    loss = margin_loss(za, zp, zn, a_cls, n_cls, valid, config.margin)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call,unused-ignore]
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
-                if step % 20 == 0:
-                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        train_seconds = time.perf_counter() - t0
-        encoder.eval()
-        metrics: dict[str, Any] = {"train_seconds": train_seconds, "final_loss": float(np.mean(losses[-50:]))}
-        if evaluate:
-            for kind in ("low", "high"):
-                metrics[kind] = evaluate_pairs(embedder, config.eval_pairs, kind, seed=config.seed,
-                                               config=config).summary()
-        embedder.metadata = {"training": _jsonable(asdict(config)), "metrics": metrics}
-        return TrainResult(embedder, metrics, losses)
+        with torch_threads(max(1, config.threads)):
+            return _train(config, lattice, dev, progress)
     finally:
-        torch.set_num_threads(old_threads)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old_cudnn
+
+
+def _train(config: TrainConfig, lattice: Lattice, dev: torch.device, progress: bool) -> TrainResult:
+    from tqdm import tqdm
+
+    torch.manual_seed(config.seed)
+    if dev.type == "cuda":
+        torch.cuda.manual_seed_all(config.seed)
+    c = Canonicalizer(lattice, n_threads=max(1, config.threads))
+    data = load_2dmd_states(config.data, lattice) if config.data else None
+    stream = PairStream(c, config, data)
+    encoder = Encoder(config.encoder_config(lattice), lattice).to(dev)
+    embedder = Embedder(encoder, lattice, dev)
+    encoder.train()
+    opt = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config.steps))
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(stream.batch, 0)
+        bar = tqdm(range(config.steps), disable=not progress, desc="train-embedder", unit="step")
+        for step in bar:
+            pb = pending.result()
+            if step + 1 < config.steps:
+                pending = pool.submit(stream.batch, step + 1)
+            b = pb.anchors.shape[0]
+            x = torch.from_numpy(np.concatenate([pb.anchors, pb.positives, pb.negatives])).to(dev)
+            z = embedder.embed_tensor(x)
+            za, zp, zn = z[:b], z[b:2 * b], z[2 * b:]
+            a_cls = torch.from_numpy(pb.anchor_class).to(dev)
+            n_cls = torch.from_numpy(pb.negative_class).to(dev)
+            valid = torch.from_numpy(pb.neg_valid).to(dev)
+            if config.loss == "infonce":
+                loss = infonce_loss(za, zp, zn, a_cls, n_cls, valid, config.temperature)
+            else:
+                loss = margin_loss(za, zp, zn, a_cls, n_cls, valid, config.margin)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call,unused-ignore]
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    train_seconds = time.perf_counter() - t0
+    encoder.eval()
+    metrics: dict[str, Any] = {"train_seconds": train_seconds, "final_loss": float(np.mean(losses[-50:]))}
+    embedder.metadata = {"training": _jsonable(asdict(config)), "metrics": metrics}
+    return TrainResult(embedder, metrics, losses)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-# --------------------------------------------------------------------------- evaluation
-@dataclass
-class PairMetrics:
-    """Equivalence recognition on held-out pairs, threshold chosen on a validation half."""
-
-    n_test_pos: int
-    n_test_neg: int
-    threshold: float
-    accuracy: float
-    """Test accuracy of ``distance < threshold`` means equivalent."""
-    auc: float
-    """Test ROC AUC of the negated distance as the score of equivalence."""
-    max_pos: float
-    """Largest test distance between equivalent placements."""
-    min_neg: float
-    """Smallest test distance between inequivalent placements."""
-    hard_min_neg: float
-    """Smallest test distance to a hard negative (one defect moved)."""
-
-    @property
-    def ratio(self) -> float:
-        """``max_pos / min_neg``: below 1 iff one threshold separates every test pair."""
-        return self.max_pos / self.min_neg if self.min_neg > 0 else float("inf")
-
-    def summary(self) -> dict[str, float]:
-        """Plain-number dict (JSON-able)."""
-        d = asdict(self)
-        d["ratio"] = self.ratio
-        return {k: float(v) for k, v in d.items()}
-
-
-def roc_auc(pos_scores: NDArray[np.float64], neg_scores: NDArray[np.float64]) -> float:
-    """Probability that a positive outscores a negative (ties count half)."""
-    allv = np.concatenate([pos_scores, neg_scores])
-    order = np.argsort(allv, kind="mergesort")
-    ranks = np.empty(allv.size, dtype=np.float64)
-    sorted_v = allv[order]
-    # average ranks of ties
-    _, first, counts = np.unique(sorted_v, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2.0 + 1
-    ranks[order] = np.repeat(avg, counts)
-    n_p, n_n = pos_scores.size, neg_scores.size
-    return float((ranks[:n_p].sum() - n_p * (n_p + 1) / 2) / (n_p * n_n))
-
-
-def best_threshold(d_pos: NDArray[np.float64], d_neg: NDArray[np.float64]) -> float:
-    """Distance threshold maximizing accuracy on (d_pos, d_neg); midpoint between neighbours."""
-    allv = np.unique(np.concatenate([d_pos, d_neg]))
-    cands = np.concatenate([[allv[0] - 1e-9], (allv[1:] + allv[:-1]) / 2, [allv[-1] + 1e-9]])
-    sp, sn = np.sort(d_pos), np.sort(d_neg)
-    correct = np.searchsorted(sp, cands, side="left") + (sn.size - np.searchsorted(sn, cands, side="left"))
-    return float(cands[int(np.argmax(correct))])
-
-
-@dataclass
-class HeldOutPairs:
-    """Held-out placements: anchors, a symmetry image of each, and an inequivalent one."""
-
-    anchors: NDArray[np.uint8]
-    positives: NDArray[np.uint8]
-    negatives: NDArray[np.uint8]
-    hard: NDArray[np.bool_]
-
-
-def held_out_pairs(lattice: Lattice, n: int, kind: str, seed: int = 0,
-                   config: TrainConfig | None = None) -> HeldOutPairs:
-    """Fresh pairs from a seed stream disjoint from training's (``EVAL_STREAM`` offset)."""
-    cfg = config or TrainConfig()
-    c = Canonicalizer(lattice, n_threads=max(1, cfg.threads))
-    stream = PairStream(c, TrainConfig(**{**asdict(cfg), "seed": seed + EVAL_STREAM}))
-    pb = stream.batch(0, n, kind)
-    neg = c.negatives(pb.anchors, stream._seed(0, 5), hard_fraction=cfg.hard_fraction)
-    negatives = c.random_images(neg.negatives, stream._seed(0, 6)).images
-    ok = neg.kind >= 0
-    return HeldOutPairs(pb.anchors[ok], pb.positives[ok], negatives[ok], neg.kind[ok] == 1)
-
-
-def pair_distances(embedder: Embedder, pairs: HeldOutPairs, exact: bool = False
-                   ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Embedding distances of (anchor, positive) and (anchor, negative) pairs."""
-    ea = embedder.embed(pairs.anchors, exact=exact).astype(np.float64)
-    ep = embedder.embed(pairs.positives, exact=exact).astype(np.float64)
-    en = embedder.embed(pairs.negatives, exact=exact).astype(np.float64)
-    return np.linalg.norm(ea - ep, axis=1), np.linalg.norm(ea - en, axis=1)
-
-
-def evaluate_pairs(embedder: Embedder, n: int, kind: str, seed: int = 0, exact: bool = False,
-                   config: TrainConfig | None = None) -> PairMetrics:
-    """Accuracy, ROC AUC and the distance ratio on held-out pairs at ``"low"``/``"high"`` density.
-
-    The first half of the pairs chooses the threshold; the second half is the test set.
-    """
-    pairs = held_out_pairs(embedder.lattice, n, kind, seed, config)
-    d_pos, d_neg = pair_distances(embedder, pairs, exact)
-    return pair_metrics(d_pos, d_neg, pairs.hard)
-
-
-def pair_metrics(d_pos: NDArray[np.float64], d_neg: NDArray[np.float64], hard: NDArray[np.bool_],
-                 test_keep: NDArray[np.bool_] | None = None) -> PairMetrics:
-    """Metrics of pair distances: the first half chooses the threshold, the second half (or the
-    rows of it where ``test_keep`` holds, which must leave at least one) is the test set."""
-    m = d_pos.size // 2
-    thr = best_threshold(d_pos[:m], d_neg[:m])
-    tp, tn, th = d_pos[m:], d_neg[m:], hard[m:]
-    if test_keep is not None:
-        tp, tn, th = tp[test_keep[m:]], tn[test_keep[m:]], th[test_keep[m:]]
-    acc = float(((tp < thr).sum() + (tn >= thr).sum()) / (tp.size + tn.size))
-    return PairMetrics(int(tp.size), int(tn.size), thr, acc, roc_auc(-tp, -tn), float(tp.max()),
-                       float(tn.min()), float(tn[th].min()) if th.any() else float("nan"))
-
-
-def invariance_error(embedder: Embedder, states: NDArray[np.uint8], seed: int = 0,
-                     exact: bool = False) -> dict[str, float]:
-    """Distances between embeddings of placements and random symmetry images of them.
-
-    Returns mean and max of ``|e(x) - e(g x)|`` and the median distance between embeddings of
-    unrelated placements of the batch (the scale to compare with).
-    """
-    c = embedder.canonicalizer()
-    images = c.random_images(states, seed).images
-    e1 = embedder.embed(states, exact=exact).astype(np.float64)
-    e2 = embedder.embed(images, exact=exact).astype(np.float64)
-    d = np.linalg.norm(e1 - e2, axis=1)
-    scale = float(np.median(np.linalg.norm(e1 - np.roll(e1, 1, axis=0), axis=1)))
-    return {"mean": float(d.mean()), "max": float(d.max()), "median_unrelated": scale}

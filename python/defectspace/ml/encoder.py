@@ -1,0 +1,280 @@
+"""The Siamese network: placements as periodic images, convolutions, pooling, an MLP head.
+
+A placement on an ``n1 x n2`` supercell becomes an image of ``n1 x n2`` unit cells with one
+channel per (basis site, defect kind) pair (6 for MoS2: Mo->V, Mo->W on the Mo site; S->V, S->Se
+on the bottom and on the top S site). :class:`Encoder` runs a few convolutions with circular
+padding over that periodic image, pools mean and max over the cells and maps the pooled features
+through a small MLP to a ``dim``-number embedding (12 by default). Pooling makes the embedding
+exactly invariant under lattice translations and lets one encoder run on any supercell of its
+lattice. Two architectures:
+
+- ``"cnn"`` (the paper's): free 3x3 kernels (in the oblique (i, j) basis of the hexagonal lattice
+  a 3x3 kernel covers all 6 nearest cells); invariance under the point operations (rotations,
+  mirrors) is learned contrastively (:mod:`defectspace.ml.training`), so it is approximate.
+- ``"equivariant"`` (the default of training): a group-equivariant CNN over the point group
+  that fixes a site (12 operations for MoS2's D3h, :class:`AnchorPointGroup`). Every layer
+  (:class:`GroupConv`) applies each kernel in all 12 orientations of the group, so a feature map
+  has one block per operation and a symmetry image of the input permutes cells and blocks;
+  pooling over both makes the embedding invariant under the whole space group by construction
+  (to float rounding, ~1e-7). The first layer sees every site within ``radius`` of a cell's
+  anchor site. Kernels transformed in all orientations keep the relative orientation and layer
+  of defects, which kernels merely tied over orbits lose (tried: 2.5 % of held-out inequivalent
+  pairs then got identical embeddings). Training only has to pull inequivalent placements apart.
+
+The settings (:class:`EncoderConfig`) and the input channels (:func:`channel_table`) live in
+:mod:`defectspace.ml.config`, which needs no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from defectspace.lattice import Lattice
+from defectspace.ml.config import EncoderConfig, channel_table, n_channels
+
+__all__ = ["AnchorPointGroup", "Encoder", "EncoderConfig", "GroupConv", "channel_table", "n_channels",
+           "neighbourhood", "resolve_device", "states_to_grid", "torch_threads"]
+
+
+class Encoder(nn.Module):
+    """Periodic CNN over the supercell grid, mean+max pooled, MLP head to ``dim`` numbers.
+
+    ``forward`` takes a float tensor ``(n, in_channels, n1, n2)`` (see :func:`states_to_grid`)
+    of any ``n1, n2`` and returns ``(n, dim)``. The ``"equivariant"`` architecture needs the
+    ``lattice`` (its point operations tie the kernel weights; any supercell of it works).
+    """
+
+    def __init__(self, config: EncoderConfig, lattice: Lattice | None = None) -> None:
+        super().__init__()
+        if config.layers < 1 or config.channels < 1 or config.dim < 1 or config.hidden < 1:
+            raise ValueError(f"encoder sizes must be positive: {config}")
+        if config.architecture not in ("cnn", "equivariant"):
+            raise ValueError(f"architecture must be 'cnn' or 'equivariant', got {config.architecture!r}")
+        self.config = config
+        convs: list[nn.Module] = []
+        c_in = config.in_channels
+        self.n_ops = 1
+        if config.architecture == "equivariant":
+            if lattice is None:
+                raise ValueError("the 'equivariant' encoder needs its lattice")
+            group = AnchorPointGroup.of(lattice)
+            self.n_ops = group.order
+            if config.channels % group.order:
+                raise ValueError(f"channels ({config.channels}) must be a multiple of the "
+                                 f"{group.order} point operations of {lattice.name}")
+        per_op = config.channels // self.n_ops
+        for k in range(config.layers):
+            if config.architecture == "cnn":
+                convs.append(nn.Conv2d(c_in, config.channels, 3, padding=1, padding_mode="circular"))
+                c_in = config.channels
+            else:
+                assert lattice is not None
+                radius = config.radius if k == 0 else 1.01 * float(np.linalg.norm(lattice.cell[0]))
+                convs.append(GroupConv(lattice, group, c_in, per_op, radius, lift=(k == 0)))
+                c_in = per_op
+            convs.append(nn.SiLU())
+        self.convs = nn.Sequential(*convs)
+        self.head = nn.Sequential(nn.Linear(2 * per_op, config.hidden), nn.SiLU(),
+                                  nn.Linear(config.hidden, config.dim))
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(n, dim)`` of grids ``(n, in_channels, n1, n2)``."""
+        h = self.convs(grid)  # (n, G * c, n1, n2), operation-major channels
+        h = h.reshape(h.shape[0], self.n_ops, -1, h.shape[2] * h.shape[3]).transpose(1, 2).flatten(2)
+        pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)  # over cells and operations
+        out: torch.Tensor = self.head(pooled)
+        if self.config.normalize:
+            out = nn.functional.normalize(out, dim=1)
+        return out
+
+
+@dataclass(frozen=True)
+class AnchorPointGroup:
+    """The point operations that fix basis site 0 of cell (0, 0), as rotations and their action
+    on the basis sites, with their multiplication table (operation ``mul[g, h]`` is g after h)."""
+
+    rotations: NDArray[np.int64]
+    """(G, 3, 3) rotation acting on fractional column vectors (identity first)."""
+    basis_map: NDArray[np.int64]
+    """(G, n_basis): the basis site that operation g maps each basis site of cell (0, 0) to."""
+    basis_cell: NDArray[np.int64]
+    """(G, n_basis, 2): the cell it lands in, for the operation shifted to fix site 0."""
+    mul: NDArray[np.int64]
+    inv: NDArray[np.int64]
+
+    @property
+    def order(self) -> int:
+        """Number of operations (12 for MoS2's D3h)."""
+        return int(self.rotations.shape[0])
+
+    @classmethod
+    def of(cls, lattice: Lattice) -> AnchorPointGroup:
+        """Raises ValueError when an operation maps basis site 0 onto another basis site (features
+        anchored on site 0's cells would then not be equivariant)."""
+        rots, maps, cells = [], [], []
+        for op in lattice.point_operations:
+            bmap, shifts = lattice.basis_action(op)
+            if bmap[0] != 0:
+                raise ValueError(f"{lattice.name}: a point operation moves basis site 0 to another "
+                                 "basis site; the 'equivariant' encoder cannot anchor features on it")
+            rots.append(op.rotation.astype(np.int64))
+            maps.append(bmap.astype(np.int64))
+            cells.append(shifts.astype(np.int64) - shifts[0])  # the lattice shift that fixes site 0
+        keys = [r.tobytes() for r in rots]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{lattice.name}: two point operations share a rotation")
+        lookup = {k: i for i, k in enumerate(keys)}
+        g = len(rots)
+        mul = np.array([[lookup[(rots[a] @ rots[b]).tobytes()] for b in range(g)] for a in range(g)],
+                       dtype=np.int64)
+        inv = np.array([int(np.flatnonzero(mul[a] == 0)[0]) for a in range(g)], dtype=np.int64)
+        return cls(np.array(rots), np.array(maps), np.array(cells), mul, inv)
+
+    def act(self, members: Sequence[tuple[int, int, int]]) -> NDArray[np.int64]:
+        """(G, M): index of operation g applied to member m, members being sites (di, dj, b)
+        relative to cell (0, 0). Raises ValueError if the members are not closed."""
+        index = {m: k for k, m in enumerate(members)}
+        out = np.empty((self.order, len(members)), dtype=np.int64)
+        for g in range(self.order):
+            r2 = self.rotations[g, :2, :2]
+            for k, (di, dj, b) in enumerate(members):
+                ci, cj = self.basis_cell[g, b] + r2 @ np.array([di, dj])
+                target = (int(ci), int(cj), int(self.basis_map[g, b]))
+                if target not in index:
+                    raise ValueError("a point operation maps a neighbour out of the neighbourhood")
+                out[g, k] = index[target]
+        return out
+
+
+def neighbourhood(lattice: Lattice, radius: float, bases: Sequence[int] | None = None
+                  ) -> list[tuple[int, int, int]]:
+    """Sites ``(di, dj, b)`` within ``radius`` angstrom (3D) of basis site 0 of cell (0, 0)."""
+    cell = lattice.cell
+    p0 = lattice.basis[0]
+    reach = int(np.ceil(radius / min(np.linalg.norm(cell[0]), np.linalg.norm(cell[1])))) + 2
+    out = []
+    for di in range(-reach, reach + 1):
+        for dj in range(-reach, reach + 1):
+            for b in range(lattice.n_basis) if bases is None else bases:
+                q = lattice.basis[b] + np.array([di, dj, 0.0])
+                if np.linalg.norm((q - p0) @ cell) <= radius + 1e-9:
+                    out.append((di, dj, int(b)))
+    return out
+
+
+def _wrap_pad(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Circular padding by ``p`` cells on both grid axes, for any grid size (also smaller than p)."""
+    if p == 0:
+        return x
+    n1, n2 = x.shape[-2:]
+    if p <= min(n1, n2):
+        return nn.functional.pad(x, (p, p, p, p), mode="circular")
+    i = torch.arange(-p, n1 + p, device=x.device) % n1
+    j = torch.arange(-p, n2 + p, device=x.device) % n2
+    return x.index_select(-2, i).index_select(-1, j)
+
+
+class GroupConv(nn.Module):
+    """A periodic convolution equivariant under the point group fixing site 0 (G operations).
+
+    Output channels come in G blocks, one per operation g, each the same kernel transformed by g
+    (a group convolution in the regular representation). With ``lift=True`` the input is the
+    one-hot grid of :func:`states_to_grid` and the kernel has one weight per (site within
+    ``radius`` of a cell's basis-0 site, defect kind); otherwise the input has G blocks of
+    ``c_in`` channels and the kernel spans the basis-0 sites within ``radius`` and the G blocks.
+    """
+
+    def __init__(self, lattice: Lattice, group: AnchorPointGroup, c_in: int, c_out: int,
+                 radius: float, lift: bool) -> None:
+        super().__init__()
+        members = neighbourhood(lattice, radius, None if lift else [0])
+        act = group.act(members)
+        n_ops = group.order
+        self.pad = max(max(abs(di), abs(dj)) for di, dj, _ in members)
+        k = self.k = 2 * self.pad + 1
+        if lift:
+            table = channel_table(lattice)
+            if n_channels(lattice) != c_in:
+                raise ValueError(f"{lattice.name} has {n_channels(lattice)} input channels, not {c_in}")
+            n_codes = table.shape[1]
+            n_params = len(members) * n_codes
+            index = np.full((n_ops, c_in, k, k), n_params, dtype=np.int64)  # n_params: the zero column
+            for g in range(n_ops):
+                ginv = group.inv[g]
+                for m, (di, dj, b) in enumerate(members):
+                    for code in lattice.allowed_codes(b)[1:]:
+                        index[g, table[b, code], di + self.pad, dj + self.pad] = act[ginv, m] * n_codes + code
+            fan_in = len(members)
+        else:
+            n_params = c_in * n_ops * len(members)
+            index = np.full((n_ops, n_ops, c_in, k, k), n_params, dtype=np.int64)
+            for g in range(n_ops):
+                ginv = group.inv[g]
+                for h in range(n_ops):
+                    for ci in range(c_in):
+                        for m, (di, dj, _) in enumerate(members):
+                            index[g, h, ci, di + self.pad, dj + self.pad] = (
+                                (ci * n_ops + group.mul[ginv, h]) * len(members) + act[ginv, m])
+            fan_in = c_in * n_ops * len(members)
+        self.n_ops, self.c_out = n_ops, c_out
+        self.c_in_total = c_in if lift else c_in * n_ops
+        bound = 1.0 / np.sqrt(fan_in)
+        self.weight = nn.Parameter(torch.empty(c_out, n_params).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(c_out).uniform_(-bound, bound))
+        self.index: torch.Tensor
+        self.register_buffer("index", torch.from_numpy(index), persistent=False)
+
+    def kernel(self) -> torch.Tensor:
+        """The ``(G * c_out, c_in_total, k, k)`` kernel, output channel g * c_out + c."""
+        w = torch.cat([self.weight, self.weight.new_zeros(self.c_out, 1)], dim=1)
+        big = w[:, self.index]  # (c_out, G, ...)
+        big = big.transpose(0, 1)  # (G, c_out, ...)
+        return big.reshape(self.n_ops * self.c_out, self.c_in_total, self.k, self.k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(_wrap_pad(x, self.pad), self.kernel(), self.bias.repeat(self.n_ops))
+
+
+def states_to_grid(states: torch.Tensor, table: torch.Tensor, supercell: tuple[int, int]) -> torch.Tensor:
+    """One-hot grid ``(n, C, n1, n2)`` float32 of integer placements ``(n, n_sites)``.
+
+    ``table`` is :func:`channel_table` as a tensor on the same device as ``states``.
+    """
+    n1, n2 = supercell
+    n_basis = table.shape[0]
+    n_ch = int((table >= 0).sum())
+    x = states.long().reshape(states.shape[0], n1 * n2, n_basis)
+    ch = table[torch.arange(n_basis, device=states.device)[None, None, :], x]  # (n, cells, basis)
+    ch = torch.where(ch < 0, n_ch, ch)
+    onehot = nn.functional.one_hot(ch, n_ch + 1)[..., :n_ch].sum(dim=2)  # (n, cells, C)
+    return onehot.to(torch.float32).permute(0, 2, 1).reshape(states.shape[0], n_ch, n1, n2)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"``: CUDA when available, else CPU; otherwise the named device."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but torch sees no CUDA device")
+    return dev
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` inside the block and restored after (``n <= 0``: left as
+    they are)."""
+    old = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
