@@ -19,6 +19,7 @@ from dataclasses import fields
 
 import numpy as np
 import torch
+from defectspace.io import read_placements
 from defectspace.ml.embedder import Embedder
 from defectspace.ml.evaluation import held_out_pairs, invariance_error, pair_distances, pair_metrics
 from defectspace.ml.training import PairStream, TrainConfig
@@ -26,14 +27,20 @@ from defectspace.placement import random_placements
 
 
 def training_keys(embedder: Embedder) -> set[bytes]:
-    """Keys of every anchor and negative the checkpoint's training run saw (regenerated)."""
-    from defectspace.ml.training import load_2dmd_states
+    """Keys of every anchor and negative the checkpoint's training run saw (regenerated; its data
+    file is found by name with the package's data locator and checked against its sha256)."""
+    from defectspace.datasets import describe_file, find_2dmd
 
     meta = dict(embedder.metadata.get("training", {}))
     names = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta.items() if k in names})
     c = embedder.canonicalizer()
-    data = load_2dmd_states(cfg.data, embedder.lattice) if cfg.data else None
+    data = None
+    if meta.get("data"):
+        path = find_2dmd(meta["data"]["file"])
+        if describe_file(path)["sha256"] != meta["data"]["sha256"]:
+            raise SystemExit(f"{path} is not the file the embedder was trained on (sha256 differs)")
+        data = read_placements(path, embedder.lattice).states
     stream = PairStream(c, cfg, data)
     seen: set[bytes] = set()
     for step in range(cfg.steps):

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from defectspace.datasets import find_2dmd
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = REPO / "python" / "defectspace" / "data" / "labels"
@@ -113,16 +113,13 @@ def timing_report(labels: pd.DataFrame, dft: pd.DataFrame) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--shared",
-        default=os.environ.get(
-            "DEFECTSPACE_2DMD_DIR", str(REPO.parent / "shared" / "data" / "2dmd")
-        ),
-    )
+    ap.add_argument("--shared", default=None,
+                    help="2DMD folder (default: the package's data locator, $DEFECTSPACE_2DMD)")
     ap.add_argument("--labels", default=str(LABELS))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = ap.parse_args()
-    dft = pd.read_csv(Path(args.shared) / "mos2_8x8.csv", dtype={"id": str})
+    table = find_2dmd() if args.shared is None else Path(args.shared) / "mos2_8x8.csv"
+    dft = pd.read_csv(table, dtype={"id": str})
     labels_dir, out_dir = Path(args.labels), Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -11,7 +11,7 @@ high: SevenNet-0; gap high: GFN1-xTB, as many rows as are labelled).
 Hyperparameters are chosen on the training part of each split only (k-fold CV for KRR, early
 stopping on a tenth of the training rows for GBM). Every model is fitted with one thread.
 
-    python benchmarks/paper_table.py [--data ../shared/data/2dmd] [--quick]   # ~10 min (one thread)
+    python benchmarks/paper_table.py [--data DIR] [--quick]   # ~10 min (one thread)
 
 Prints the markdown table and writes it to benchmarks/results/paper_table.md.
 """
@@ -33,6 +33,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from defectspace import descriptors as desc  # noqa: E402
+from defectspace.datasets import find_2dmd  # noqa: E402
 from defectspace.lattice import Lattice  # noqa: E402
 from defectspace.placement import parse_2dmd  # noqa: E402
 from defectspace.predict import PropertyPredictor, make_regressor  # noqa: E402
@@ -79,14 +80,16 @@ class Task:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "2dmd"))
+    ap.add_argument("--data", default=None,
+                    help="2DMD folder (default: the package's data locator, $DEFECTSPACE_2DMD)")
     ap.add_argument("--quick", action="store_true", help="one seed per column (smoke test)")
     ap.add_argument("-o", "--output", default=str(ROOT / "benchmarks" / "results" / "paper_table.md"))
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
 
     lat = Lattice.preset("MoS2", (8, 8))
-    d = pd.read_csv(Path(args.data) / "mos2_8x8.csv", dtype={"id": str})
+    d = pd.read_csv(find_2dmd() if args.data is None else Path(args.data) / "mos2_8x8.csv",
+                    dtype={"id": str})
     x = parse_2dmd(d["defects"].fillna("").tolist(), lat)
     nd = (x > 0).sum(axis=1).astype(float)
     low = (d["density"] == "low").to_numpy()

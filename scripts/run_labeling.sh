@@ -10,10 +10,10 @@
 # a DFT gap (rows with DFT formation energies first), then of the other 285 high-density ones.
 # xTB runs with Debian's OpenBLAS preloaded when present (apt-get install libopenblas0-serial;
 # see labeling.find_openblas).
-# Environment: WORKERS (default 1), DEFECTSPACE_2DMD_DIR (default <repo>/../shared/data/2dmd), PYTHON (default python).
+# Environment: WORKERS (default 1), DEFECTSPACE_2DMD (default <repo>/../shared/data/2dmd), PYTHON (default python).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DATA="${DEFECTSPACE_2DMD_DIR:-$REPO/../shared/data/2dmd}"
+DATA="${DEFECTSPACE_2DMD:-$REPO/../shared/data/2dmd}"
 PY="${PYTHON:-python}"
 WORK="${DEFECTSPACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/defectspace}/labeling"
 LABELS="$REPO/python/defectspace/data/labels"
@@ -25,7 +25,7 @@ if ! flock -n 9; then
   exit 1
 fi
 
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 DEFECTSPACE_2DMD_DIR="$DATA"
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 DEFECTSPACE_2DMD="$DATA"
 
 # id orders (written to the cache, not the repo)
 "$PY" - "$DATA/mos2_8x8.csv" "$WORK" <<'PYEOF'

@@ -20,8 +20,11 @@ def require_2dmd() -> Path:
 
 
 @pytest.fixture
-def data_2dmd() -> Path:
-    return require_2dmd()
+def data_2dmd(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The 2DMD folder, also named by DEFECTSPACE_2DMD for the package (which may be installed)."""
+    folder = require_2dmd()
+    monkeypatch.setenv("DEFECTSPACE_2DMD", str(folder))
+    return folder
 
 
 @pytest.fixture(autouse=True)

@@ -312,14 +312,60 @@ def test_cli_train_embedder(tmp_path: Path) -> None:
 
     out = tmp_path / "model"
     assert main(["train-embedder", "--out", str(out), "--seed", "1", "--steps", "2", "--batch-size", "8",
-                 "--channels", "12", "--eval-pairs", "40", "--no-progress", "--device", "cpu"]) == 0
+                 "--channels", "12", "--eval-pairs", "40", "--no-progress", "--device", "cpu",
+                 "--pairs-only"]) == 0
     emb = Embedder.load(out)
     meta = json.loads((out / META_FILE).read_text())
     assert meta["training"]["seed"] == 1 and meta["training"]["steps"] == 2
     assert emb.encoder.config.channels == 12 and emb.encoder.config.architecture == "equivariant"
     # 8 channels cannot hold the 12 orientations: a clear error, exit status 2
     assert main(["train-embedder", "--out", str(tmp_path / "bad"), "--steps", "2", "--channels", "8",
-                 "--no-progress"]) == 2
+                 "--no-progress", "--pairs-only"]) == 2
+
+
+TINY_TRAINING = ["--steps", "2", "--batch-size", "8", "--channels", "12", "--eval-pairs", "40",
+                 "--no-progress", "--device", "cpu"]
+
+
+def test_train_embedder_without_its_data_stops_unless_pairs_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Installed from a wheel it looked for <venv>/lib/shared/... and trained silently without
+    the 2DMD placements, recording data: ""."""
+    from defectspace.cli import main
+
+    monkeypatch.setenv("DEFECTSPACE_2DMD", str(tmp_path / "nowhere"))
+    out = tmp_path / "model"
+    assert main(["train-embedder", "--out", str(out), *TINY_TRAINING]) == 2
+    err = capsys.readouterr().err
+    assert "2DMD data not found" in err and "DEFECTSPACE_2DMD" in err and "--pairs-only" in err
+    assert not out.exists()
+    assert main(["train-embedder", "--out", str(out), "--pairs-only", *TINY_TRAINING]) == 0
+    assert json.loads((out / META_FILE).read_text())["training"]["data"] is None
+
+
+def test_train_embedder_records_a_portable_description_of_its_data(
+        tmp_path: Path, data_2dmd: Path) -> None:
+    import hashlib
+
+    from defectspace.cli import main
+
+    out = tmp_path / "model"
+    assert main(["train-embedder", "--out", str(out), *TINY_TRAINING]) == 0
+    text = (out / META_FILE).read_text()
+    training = json.loads(text)["training"]
+    table = data_2dmd / "mos2_8x8.csv"
+    assert training["data"] == {"file": "mos2_8x8.csv", "sha256": hashlib.sha256(
+        table.read_bytes()).hexdigest(), "rows": 6433}
+    assert str(data_2dmd) not in text  # no folder of this machine
+    env = training["environment"]
+    assert env["torch"] == torch.__version__ and env["threads"] == 1
+    assert env["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_shipped_embedder_records_no_path_of_the_machine_that_trained_it() -> None:
+    training = json.loads((DEFAULT_MODEL_DIR / META_FILE).read_text())["training"]
+    assert set(training["data"]) == {"file", "sha256", "rows"}
+    assert training["data"]["file"] == "mos2_8x8.csv"
 
 
 def test_default_model_is_small() -> None:

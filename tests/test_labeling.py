@@ -65,7 +65,11 @@ def test_formation_energy_formula_on_2dmd_vasp_numbers(data_2dmd: Path) -> None:
         L.formation_energy(0.0, 0.0, check, {"Mo": 0.0})
 
 
-def test_structures_map_onto_2dmd_site_order(data_2dmd: Path) -> None:
+def test_structures_map_onto_2dmd_site_order(data_2dmd: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # the data is found through DEFECTSPACE_2DMD alone (set by the fixture), wherever the package
+    # is installed and whatever the working folder
+    monkeypatch.chdir(tmp_path)
     rows = _rows(data_2dmd)
     ids = [CHECK_ROW, *[i for i in rows if rows[i]["density"] == "high"][:3]]
     structures = L.structures_for_ids(ids)

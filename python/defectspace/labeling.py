@@ -46,6 +46,7 @@ import numpy as np
 from ase import Atoms
 from ase.io import read as ase_read
 
+from defectspace.datasets import UNRELAXED, find_2dmd
 from defectspace.io import write_text_atomic
 
 __all__ = [
@@ -243,26 +244,6 @@ def defects_from_atoms(atoms: Atoms, n: int = DMD_N, tol: float = 0.5) -> list[D
 # ---------------------------------------------------------------------------------------------
 
 
-def dmd_data_dir() -> Path:
-    """Directory of the shared 2DMD data.
-
-    ``$DEFECTSPACE_2DMD_DIR`` if set, else the first of ``<repo>/../shared/data/2dmd`` and
-    ``./../shared/data/2dmd`` that exists. Raises ``FileNotFoundError`` when none does.
-    """
-    env = os.environ.get("DEFECTSPACE_2DMD_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [
-        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "2dmd",
-        Path.cwd().parent / "shared" / "data" / "2dmd",
-    ]
-    for c in candidates:
-        if (c / "mos2_8x8.csv").is_file():
-            return c
-    raise FileNotFoundError(
-        "2DMD data not found; set DEFECTSPACE_2DMD_DIR (tried: " + ", ".join(str(c) for c in candidates) + ")"
-    )
-
-
 def cache_dir() -> Path:
     """Cache directory: ``$DEFECTSPACE_CACHE`` or ``$XDG_CACHE_HOME/defectspace`` (``~/.cache``)."""
     env = os.environ.get("DEFECTSPACE_CACHE")
@@ -327,7 +308,7 @@ def structures_for_ids(ids: Iterable[str], source: str | Path | None = None) -> 
     ``pbc = (True, True, False)``. Raises ``KeyError`` naming the ids that are not found.
     """
     folder = (
-        Path(source) if source is not None else _extract_tar_once(dmd_data_dir() / "mos2_unrelaxed.tar.xz")
+        Path(source) if source is not None else _extract_tar_once(find_2dmd(UNRELAXED))
     )
     if not folder.is_dir():
         raise ValueError(f"structure source {folder} is not a directory")
@@ -352,7 +333,7 @@ def _structures_or_built(ids: Sequence[str], source: str | Path | None, rows: An
     if source is not None:
         return structures_for_ids(ids, source)
     try:
-        index = _cif_index(str(_extract_tar_once(dmd_data_dir() / "mos2_unrelaxed.tar.xz").resolve()))
+        index = _cif_index(str(_extract_tar_once(find_2dmd(UNRELAXED)).resolve()))
     except (FileNotFoundError, ValueError):
         index = {}
     known = [i for i in ids if i in index]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from defectspace.cli.core import lattice_from
+from defectspace.lattice import Lattice
 from defectspace.ml.config import TrainConfig
 
 
@@ -32,9 +33,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.add_argument("--threads", type=int, default=d.threads,
                    help=f"CPU threads for torch and the core (default: {d.threads})")
-    p.add_argument("--data", default=None,
-                   help="2DMD CSV (id,defects) mixed into training (default: ../shared/data/2dmd/"
-                        "mos2_8x8.csv beside the repository, or none if absent)")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--data", default=None,
+                      help="CSV (id,defects) of placements mixed into the anchors (default: 2DMD's "
+                           "mos2_8x8.csv in $DEFECTSPACE_2DMD, or ../shared/data/2dmd beside a "
+                           "checkout; MoS2 8x8 only)")
+    data.add_argument("--pairs-only", action="store_true",
+                      help="train on pairs from the core alone, without data placements")
     p.add_argument("--eval-pairs", type=int, default=d.eval_pairs,
                    help=f"held-out pairs per density evaluated after training (default: {d.eval_pairs})")
     p.add_argument("--lattice", default="MoS2", help="preset or unit-cell CIF (default: MoS2)")
@@ -71,27 +76,33 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_plot_embeddings)
 
 
-def default_data_path() -> Path:
-    """``../shared/data/2dmd/mos2_8x8.csv`` beside the repository root."""
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "2dmd" / "mos2_8x8.csv"
+def _training_data_path(args: argparse.Namespace, lattice: Lattice) -> Path:
+    """``--data``, or 2DMD's table found by the data locator (MoS2 8x8 only)."""
+    from defectspace.datasets import TABLE, DataNotFoundError, find_2dmd
+
+    if args.data is not None:
+        return Path(args.data)
+    if not lattice.same_as(Lattice.preset("MoS2", (8, 8))):
+        raise ValueError(f"2DMD's placements are MoS2 8x8; for {lattice!r} give --data or --pairs-only")
+    try:
+        return find_2dmd(TABLE)
+    except DataNotFoundError as exc:
+        raise DataNotFoundError(f"{exc}; or train on pairs from the core alone with --pairs-only") from None
 
 
 def cmd_train_embedder(args: argparse.Namespace) -> int:
     """Trains an embedder from scratch, evaluates it on held-out pairs and writes the checkpoint."""
     from defectspace.ml.encoder import torch_threads
     from defectspace.ml.evaluation import held_out_metrics
-    from defectspace.ml.training import train
+    from defectspace.ml.training import TrainingData, train
 
     lattice = lattice_from(args.lattice, args.supercell)
-    data = args.data
-    if data is None:
-        default = default_data_path()
-        data = str(default) if default.exists() and lattice.name == "MoS2" else ""
     config = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          loss=args.loss, architecture=args.architecture, dim=args.dim,
-                         channels=args.channels, threads=args.threads,
-                         data=data, eval_pairs=args.eval_pairs)
-    result = train(config, lattice, device=args.device, progress=not args.no_progress)
+                         channels=args.channels, threads=args.threads, eval_pairs=args.eval_pairs)
+    data = None if args.pairs_only else TrainingData.from_csv(_training_data_path(args, lattice),
+                                                              lattice)
+    result = train(config, lattice, device=args.device, progress=not args.no_progress, data=data)
     with torch_threads(config.threads):
         result.metrics.update(held_out_metrics(result.embedder, config))
     result.embedder.metadata["metrics"] = result.metrics

@@ -79,10 +79,8 @@ class TrainConfig:
     low_defects: tuple[int, int] = (1, 3)
     high_defects: tuple[int, int] = (4, 24)
     mix: tuple[float, float, float] = (0.35, 0.35, 0.3)
-    """Shares of low-density, high-density and 2DMD anchors (2DMD's share goes to the others
-    when no data file is given)."""
-    data: str = ""
-    """2DMD CSV (columns id, defects) to draw anchors from; empty for none."""
+    """Shares of low-density, high-density and data (2DMD) anchors; the data's share goes to the
+    others when training on pairs alone (:class:`~defectspace.ml.training.TrainingData`)."""
     threads: int = 1
     """CPU threads for torch and the core (1 is fastest for these small convolutions: with 2 on a
     busy 2-core machine torch's thread pool spends more time waiting than working)."""

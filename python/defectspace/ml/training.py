@@ -39,14 +39,15 @@ from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
 from defectspace.canonical import Canonicalizer
+from defectspace.datasets import describe_file
 from defectspace.lattice import Lattice
 from defectspace.ml.config import TrainConfig
 from defectspace.ml.embedder import Embedder
 from defectspace.ml.encoder import Encoder, resolve_device, torch_threads
-from defectspace.placement import as_states, parse_2dmd, random_placements
+from defectspace.placement import as_states, random_placements
 
-__all__ = ["PairBatch", "PairStream", "TrainConfig", "TrainResult", "finetune_with_property",
-           "infonce_loss", "load_2dmd_states", "margin_loss", "train"]
+__all__ = ["PairBatch", "PairStream", "TrainConfig", "TrainResult", "TrainingData",
+           "finetune_with_property", "infonce_loss", "margin_loss", "train", "training_environment"]
 
 
 @dataclass
@@ -63,14 +64,55 @@ class PairBatch:
     negative_class: NDArray[np.int64]
 
 
-def load_2dmd_states(path: str | Path, lattice: Lattice) -> NDArray[np.uint8]:
-    """Dense placements of a 2DMD CSV's ``defects`` column."""
-    import pandas as pd
+@dataclass(frozen=True)
+class TrainingData:
+    """Placements mixed into training as anchors (2DMD's), with a portable record of them."""
 
-    df = pd.read_csv(path, dtype={"defects": str}, keep_default_na=False)
-    if "defects" not in df.columns:
-        raise ValueError(f"{path} has no 'defects' column")
-    return parse_2dmd(df["defects"].tolist(), lattice)
+    states: NDArray[np.uint8]
+    """(n, n_sites) uint8 placements."""
+    description: dict[str, Any]
+    """What the checkpoint records: file name, sha256 and rows (no folder of this machine)."""
+
+    @classmethod
+    def from_csv(cls, path: str | Path, lattice: Lattice) -> TrainingData:
+        """The placements of a CSV with columns id, defects (2DMD's ``mos2_8x8.csv``)."""
+        from defectspace.io import read_placements
+
+        table = read_placements(path, lattice)
+        return cls(table.states, {**describe_file(path), "rows": len(table.ids)})
+
+
+def training_environment(device: torch.device, threads: int) -> dict[str, Any]:
+    """What a training run's numbers depend on besides its settings and data: the versions, the
+    CPU and the vector instructions torch dispatches on (AVX2, AVX-512, ...), threads, device."""
+    import platform
+
+    from defectspace import __version__
+
+    env: dict[str, Any] = {
+        "defectspace": __version__, "torch": torch.__version__, "numpy": np.__version__,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpu": _cpu_model(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": threads, "device": str(device),
+    }
+    if device.type == "cuda":
+        env["cuda"] = torch.version.cuda
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _class_ids(c: Canonicalizer, *batches: NDArray[np.uint8]) -> list[NDArray[np.int64]]:
@@ -254,12 +296,14 @@ def _lr_factor(step: int, steps: int) -> float:
 
 
 def train(config: TrainConfig, lattice: Lattice, device: str | torch.device | None = "auto",
-          progress: bool = True) -> TrainResult:
-    """Trains an :class:`~defectspace.ml.encoder.Encoder` on pairs streamed from the core; seeded
-    and reproducible on one machine (see the README for what differs between machines).
+          progress: bool = True, data: TrainingData | None = None) -> TrainResult:
+    """Trains an :class:`~defectspace.ml.encoder.Encoder` on pairs streamed from the core, with
+    ``data``'s placements among the anchors (None: pairs alone); seeded and reproducible on one
+    machine (see the README for what differs between machines).
 
     Pair generation for step t + 1 runs in a background thread while step t trains (the core
-    releases the GIL). Held-out metrics for the checkpoint come from
+    releases the GIL). The embedder's metadata records the settings, the data's description and
+    :func:`training_environment`; held-out metrics for the checkpoint come from
     :func:`defectspace.ml.evaluation.held_out_metrics`.
     """
     if config.loss not in ("infonce", "margin"):
@@ -272,20 +316,20 @@ def train(config: TrainConfig, lattice: Lattice, device: str | torch.device | No
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
         with torch_threads(max(1, config.threads)):
-            return _train(config, lattice, dev, progress)
+            return _train(config, lattice, dev, progress, data)
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old_cudnn
 
 
-def _train(config: TrainConfig, lattice: Lattice, dev: torch.device, progress: bool) -> TrainResult:
+def _train(config: TrainConfig, lattice: Lattice, dev: torch.device, progress: bool,
+           data: TrainingData | None) -> TrainResult:
     from tqdm import tqdm
 
     torch.manual_seed(config.seed)
     if dev.type == "cuda":
         torch.cuda.manual_seed_all(config.seed)
     c = Canonicalizer(lattice, n_threads=max(1, config.threads))
-    data = load_2dmd_states(config.data, lattice) if config.data else None
-    stream = PairStream(c, config, data)
+    stream = PairStream(c, config, None if data is None else data.states)
     encoder = Encoder(config.encoder_config(lattice), lattice).to(dev)
     embedder = Embedder(encoder, lattice, dev)
     encoder.train()
@@ -321,7 +365,9 @@ def _train(config: TrainConfig, lattice: Lattice, dev: torch.device, progress: b
     train_seconds = time.perf_counter() - t0
     encoder.eval()
     metrics: dict[str, Any] = {"train_seconds": train_seconds, "final_loss": float(np.mean(losses[-50:]))}
-    embedder.metadata = {"training": _jsonable(asdict(config)), "metrics": metrics}
+    training = {**_jsonable(asdict(config)), "data": None if data is None else data.description,
+                "environment": training_environment(dev, max(1, config.threads))}
+    embedder.metadata = {"training": training, "metrics": metrics}
     return TrainResult(embedder, metrics, losses)
 
 
