@@ -39,7 +39,7 @@ ARRAYS_FILE = "arrays.npz"
 CHECKPOINT = CheckpointFormat("defectspace-predictor", FORMAT_VERSION, "metadata.json", "predictor")
 """A saved predictor's folder (:mod:`defectspace.checkpoint`)."""
 
-PREDICTORS_DIR = Path(__file__).resolve().parent / "data" / "predictors"
+PREDICTORS_DIR = Path(__file__).resolve().parents[1] / "data" / "predictors"
 """Where the shipped predictors live."""
 
 DEFAULT_MODELS = {"homo_lumo_gap": "mos2_8x8_homo_lumo_gap",
