@@ -125,9 +125,12 @@ std::uint32_t rank_present_kinds(Workspace& w, std::size_t n_kinds) {
   std::uint32_t n_present = 0;
   for (std::uint32_t k = 1; k <= n_kinds; ++k)
     if (w.counts[k]) w.kind_of_rank[n_present++] = static_cast<std::uint8_t>(k);
-  std::sort(w.kind_of_rank.begin(), w.kind_of_rank.begin() + n_present, [&](std::uint8_t a, std::uint8_t b) {
-    return w.counts[a] != w.counts[b] ? w.counts[a] < w.counts[b] : a < b;
-  });
+  for (std::uint32_t i = 1; i < n_present; ++i) {  // insertion sort by count (kinds already ascend): few kinds
+    const std::uint8_t k = w.kind_of_rank[i];
+    std::uint32_t j = i;
+    for (; j > 0 && w.counts[w.kind_of_rank[j - 1]] > w.counts[k]; --j) w.kind_of_rank[j] = w.kind_of_rank[j - 1];
+    w.kind_of_rank[j] = k;
+  }
   for (std::uint32_t r = 0; r < n_present; ++r) w.rank[w.kind_of_rank[r]] = r;
   return n_present;
 }
@@ -219,8 +222,14 @@ void keep_anchors_of_smallest_environment(const Canonicalizer& c, Workspace& w, 
   std::size_t a = 0;
   if (!tables.pair_class_rows.empty() && !tables.signature_terms.empty()) {
     const std::uint32_t base = G.pair_classes_from(w.anchors[0]).base;
-    for (; a + 4 <= w.anchors.size(); a += 4)
-      environment_signatures_of_four(c, w, w.anchors.data() + a, base, anchor_kind, w.signatures.data() + a);
+    const std::size_t n_anchors = w.anchors.size();
+    for (; a < n_anchors; a += 4) {
+      Site four[4];
+      std::uint64_t sigs[4];
+      for (std::size_t i = 0; i < 4; ++i) four[i] = w.anchors[std::min(a + i, n_anchors - 1)];  // the last repeats
+      environment_signatures_of_four(c, w, four, base, anchor_kind, sigs);
+      for (std::size_t i = 0; i < 4 && a + i < n_anchors; ++i) w.signatures[a + i] = sigs[i];
+    }
   }
   for (; a < w.anchors.size(); ++a) {
     const Site d = w.anchors[a];
@@ -272,97 +281,111 @@ struct SmallestImage {
   std::size_t ties = 0;  // candidates reaching it: the order of the placement's stabilizer
 };
 
-// Compares, as bitsets, the image of the kind-rank segments under each candidate with the best so
-// far; a candidate stops at the first segment where it is larger.
+// Images of the kind-rank segments as bitsets of sites, n_words words per segment.
 struct BitsetImages {
   std::size_t n_words;
+  /// Writes segment r of the image under p into images (n_present x n_words words).
   template <class Map>
-  int compare(const Map& p, const Workspace& w, std::uint32_t n_present, bool have_best, std::uint64_t* cur,
-              const std::uint64_t* best) const {
-    int cmp = have_best ? 0 : -1;
-    for (std::uint32_t r = 0; r < n_present; ++r) {
-      const std::uint8_t k = w.kind_of_rank[r];
-      std::uint64_t* words = cur + r * n_words;
-      std::fill(words, words + n_words, 0);
-      for (const Site* t = kind_begin(w, k); t != kind_end(w, k); ++t) {
-        const Site u = p[*t];
-        words[u >> 6] |= std::uint64_t{1} << (u & 63U);
-      }
-      if (cmp != 0) continue;
-      const std::uint64_t* other = best + r * n_words;
-      for (std::size_t i = 0; i < n_words; ++i) {
-        const std::uint64_t diff = words[i] ^ other[i];
-        if (diff != 0) {
-          cmp = (words[i] & diff & (0 - diff)) != 0 ? -1 : 1;  // who holds the smallest differing site
-          break;
-        }
-      }
-      if (cmp > 0) return 1;
+  void build(const Map& p, const Workspace& w, std::uint32_t r, std::uint64_t* images) const {
+    const std::uint8_t k = w.kind_of_rank[r];
+    std::uint64_t* words = images + r * n_words;
+    std::fill(words, words + n_words, 0);
+    for (const Site* t = kind_begin(w, k); t != kind_end(w, k); ++t) {
+      const Site u = p[*t];
+      words[u >> 6] |= std::uint64_t{1} << (u & 63U);
     }
-    return cmp;
+  }
+  /// -1, 0 or 1 as segment r of a precedes, equals or follows that of b.
+  int compare(std::uint32_t r, const std::uint64_t* a, const std::uint64_t* b) const {
+    a += r * n_words;
+    b += r * n_words;
+    for (std::size_t i = 0; i < n_words; ++i) {
+      const std::uint64_t diff = a[i] ^ b[i];
+      if (diff != 0) return (a[i] & diff & (0 - diff)) != 0 ? -1 : 1;  // who holds the smallest differing site
+    }
+    return 0;
   }
 };
 
-// Compares, as sorted site lists, the image of the kind-rank segments (few defects on a large
-// supercell, where a bitset would be mostly empty words).
+// Images of the kind-rank segments as sorted site lists, segment r at offsets[r]..offsets[r+1]
+// (few defects on a large supercell, where a bitset would be mostly empty words).
 struct SortedImages {
+  const std::uint32_t* offsets;
   template <class Map>
-  int compare(const Map& p, const Workspace& w, std::uint32_t n_present, bool have_best, std::uint32_t* cur,
-              const std::uint32_t* best) const {
-    int cmp = have_best ? 0 : -1;
-    for (std::uint32_t r = 0; r < n_present; ++r) {
-      const std::uint8_t k = w.kind_of_rank[r];
-      const std::size_t begin = offsets_[r];
-      const std::size_t end = offsets_[r + 1];
-      const Site* t = kind_begin(w, k);
-      if (end - begin <= 32) {
-        for (std::size_t e = begin; e < end; ++e, ++t) {
-          const std::uint32_t v = p[*t];
-          std::size_t i = e;
-          while (i > begin && cur[i - 1] > v) {
-            cur[i] = cur[i - 1];
-            --i;
-          }
-          cur[i] = v;
+  void build(const Map& p, const Workspace& w, std::uint32_t r, std::uint32_t* images) const {
+    const std::size_t begin = offsets[r];
+    const std::size_t end = offsets[r + 1];
+    const Site* t = kind_begin(w, w.kind_of_rank[r]);
+    if (end - begin <= 32) {
+      for (std::size_t e = begin; e < end; ++e, ++t) {
+        const std::uint32_t v = p[*t];
+        std::size_t i = e;
+        while (i > begin && images[i - 1] > v) {
+          images[i] = images[i - 1];
+          --i;
         }
-      } else {
-        for (std::size_t e = begin; e < end; ++e, ++t) cur[e] = p[*t];
-        std::sort(cur + begin, cur + end);
+        images[i] = v;
       }
-      if (cmp != 0) continue;
-      for (std::size_t e = begin; e < end; ++e)
-        if (cur[e] != best[e]) {
-          cmp = cur[e] < best[e] ? -1 : 1;
-          break;
-        }
-      if (cmp > 0) return 1;
+    } else {
+      for (std::size_t e = begin; e < end; ++e, ++t) images[e] = p[*t];
+      std::sort(images + begin, images + end);
     }
-    return cmp;
   }
-  const std::uint32_t* offsets_;
+  int compare(std::uint32_t r, const std::uint32_t* a, const std::uint32_t* b) const {
+    for (std::size_t e = offsets[r]; e < offsets[r + 1]; ++e)
+      if (a[e] != b[e]) return a[e] < b[e] ? -1 : 1;
+    return 0;
+  }
 };
 
 // Smallest image over the candidate elements: for each (anchor, partner) pair, the elements of the
-// anchor's coset that bring the partner to t*.
+// anchor's coset that bring the partner to t*. Images are built segment by segment only as far as
+// a comparison needs them: a lone candidate builds nothing, and most stop at the first segment.
 template <class Images, class Word>
 SmallestImage smallest_image(const SymmetryGroup& G, const Workspace& w, std::uint32_t n_present, Site t_star,
                              const Images& images, std::vector<Word>& current, std::vector<Word>& best) {
   SmallestImage result;
   bool have_best = false;
+  std::uint32_t best_built = 0;  // segments of the best image written into best
+  auto consider = [&](std::uint32_t g, const auto& p) {
+    if (!have_best) {
+      result = {g, 1};
+      have_best = true;
+      best_built = 0;
+      return;
+    }
+    int cmp = 0;
+    std::uint32_t r = 0;
+    for (; r < n_present && cmp == 0; ++r) {
+      images.build(p, w, r, current.data());
+      if (best_built <= r) {
+        visit_element(G, result.g, [&](const auto& pb) { images.build(pb, w, r, best.data()); });
+        best_built = r + 1;
+      }
+      cmp = images.compare(r, current.data(), best.data());
+    }
+    if (cmp < 0) {
+      current.swap(best);
+      result = {g, 1};
+      best_built = r;
+    } else if (cmp == 0) {
+      ++result.ties;
+    }
+  };
+  const Site* table = G.table();
+  const std::size_t n = G.n_sites();
+  const bool single = w.nd == 1;
   for (const auto& pr : w.pairs) {
-    for (const std::uint32_t* g = G.coset_begin(pr.first); g != G.coset_end(pr.first); ++g) {
-      visit_element(G, *g, [&](const auto& p) {
-        if (w.nd > 1 && p[pr.second] != t_star) return;
-        const int cmp = images.compare(p, w, n_present, have_best, current.data(), best.data());
-        if (cmp < 0) {
-          current.swap(best);
-          result.g = *g;
-          result.ties = 1;
-          have_best = true;
-        } else if (cmp == 0) {
-          ++result.ties;
-        }
-      });
+    const Site partner = pr.second;
+    const std::uint32_t* end = G.coset_end(pr.first);
+    for (const std::uint32_t* g = G.coset_begin(pr.first); g != end; ++g) {
+      if (table != nullptr) {
+        const Site* row = table + static_cast<std::size_t>(*g) * n;
+        if (single || row[partner] == t_star) consider(*g, TableRow{row});
+      } else {
+        const SymmetryGroup::Element p = G.element(*g);
+        if (single || p[partner] == t_star) consider(*g, p);
+      }
     }
   }
   return result;
@@ -428,11 +451,20 @@ bool extract_dense_into_buckets(const Canonicalizer& c, const std::uint8_t* x, W
   std::size_t s = 0;
 #if defined(DEFECTSPACE_SSE2)
   const __m128i zero = _mm_setzero_si128();
-  for (; s + 16 <= n && ok; s += 16) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + s));
-    unsigned mask = ~static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero))) & 0xFFFFU;
-    for (; mask != 0 && ok; mask &= mask - 1) take(s + ctz64(mask));
+  auto nonzero_bytes = [&](std::size_t at) {  // bit i set when x[at + i] != 0, i < 16
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + at));
+    return ~static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero))) & 0xFFFFU;
+  };
+  for (; s + 64 <= n && ok; s += 64) {  // sparse rows: most 64-byte blocks hold no defect
+    const __m128i* p = reinterpret_cast<const __m128i*>(x + s);
+    const __m128i any = _mm_or_si128(_mm_or_si128(_mm_loadu_si128(p), _mm_loadu_si128(p + 1)),
+                                     _mm_or_si128(_mm_loadu_si128(p + 2), _mm_loadu_si128(p + 3)));
+    if (_mm_movemask_epi8(_mm_cmpeq_epi8(any, zero)) == 0xFFFF) continue;
+    for (std::size_t q = 0; q < 64 && ok; q += 16)
+      for (unsigned mask = nonzero_bytes(s + q); mask != 0 && ok; mask &= mask - 1) take(s + q + ctz64(mask));
   }
+  for (; s + 16 <= n && ok; s += 16)
+    for (unsigned mask = nonzero_bytes(s); mask != 0 && ok; mask &= mask - 1) take(s + ctz64(mask));
 #endif
   for (; s < n && ok; ++s)
     if (x[s] != 0) take(s);

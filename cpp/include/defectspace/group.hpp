@@ -78,6 +78,9 @@ class SymmetryGroup {
     /// Image of site s.
     Site operator[](std::size_t s) const { return group ? group->translate(row[s], a, b) : row[s]; }
   };
+  /// The dense permutation table (order x n_sites, element g at g * n_sites), or null when
+  /// elements are views.
+  const Site* table() const { return perms_.empty() ? nullptr : perms_.data(); }
   /// View of element g.
   Element element(std::size_t g) const {
     if (!perms_.empty()) return {perms_.data() + g * n_sites_, nullptr, 0, 0};
