@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     feats["bob"] = bob
     snn_note = ""
     try:
-        embedder = desc.load_embedder()
+        from defectspace.ml.embedder import Embedder
+
+        embedder = Embedder.load()
         emb = np.zeros((len(x), 12))
         emb[need] = desc.snn_embeddings(x[need], lat, embedder)
         if emb.shape[1] != 12:

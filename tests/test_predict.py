@@ -13,6 +13,7 @@ from defectspace.lattice import Lattice
 from defectspace.placement import format_2dmd, parse_2dmd, random_placements
 from defectspace.predict import (
     PropertyPredictor,
+    make_regressor,
     default_model_paths,
     load_default,
     predict_properties,
@@ -150,6 +151,27 @@ def test_save_load_round_trip(tmp_path: Path, regressor: str) -> None:
     xt = _sample(7, 5)
     assert np.array_equal(p.predict(xt, LAT), q.predict(xt, LAT))
     assert q.label_source == "synthetic"
+
+
+@pytest.mark.parametrize("kind", ["ridge", "krr", "gbm"])
+def test_regressors_follow_scikit_learn_conventions(kind: str) -> None:
+    from sklearn.base import clone
+
+    x = _sample(40, 8)
+    f = desc.defect_histogram(x, LAT)
+    y = f[:, :4] @ np.array([0.3, 0.1, 0.2, 0.05]) + 1.0
+    settings = {"grid": ({"max_leaf_nodes": 7},), "max_iter": 50} if kind == "gbm" else {}
+    r = make_regressor(kind, **settings)
+    before = r.get_params()
+    assert r.fit(f, y) is r  # fit returns the regressor
+    assert r.predict(f).shape == (40,) and r.get_params() == before  # fitting changes no setting
+    copy = clone(r)  # scikit-learn's clone: a fresh regressor with the same settings
+    assert copy.get_params() == before and not hasattr(copy, "params_") and not hasattr(copy, "coef_")
+    np.testing.assert_array_equal(copy.fit(f, y).predict(f), r.predict(f))
+    if "random_state" in before:
+        assert r.set_params(random_state=3).get_params()["random_state"] == 3
+    with pytest.raises(ValueError, match="no setting 'nonsense'"):
+        r.set_params(nonsense=1)
 
 
 def test_round_trip_with_engine_prior(tmp_path: Path) -> None:

@@ -18,14 +18,15 @@ histogram, which the C++ core counts.
   exponentially damped pair sums. Invariant under every lattice symmetry; for energies it is the
   feature vector of a pair cluster expansion.
 * :func:`polynomial_features`: degree-2 expansion (``1 + d + d(d+1)/2``; 91 for 12 dims).
-* :func:`snn_embeddings`: the Siamese embeddings of :mod:`defectspace.ml.embedder` (12 dims).
+* :func:`snn_embeddings`: Siamese embeddings (12 dims) from an embedder passed in
+  (:class:`PlacementEmbedder`, e.g. :class:`defectspace.ml.embedder.Embedder`).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -34,8 +35,14 @@ from defectspace import _core
 from defectspace.lattice import VACANCY, Lattice
 from defectspace.placement import as_states
 
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
 DESCRIPTORS = ("cm", "bob", "hist", "snn", "snn_poly")
 """Names accepted by :func:`compute`."""
+
+EMBEDDING_DESCRIPTORS = ("snn", "snn_poly")
+"""The descriptors computed by an embedder (:class:`PlacementEmbedder`)."""
 
 _SHELL_DECIMALS = 3
 _DAMPING_LENGTHS = (1.5, 3.0, 6.0)
@@ -124,7 +131,7 @@ def coulomb_matrix(
 
 def coulomb_matrix_delta(
     states: ArrayLike, lattice: Lattice, periodic: bool = False, chunk: int = 256
-) -> Any:
+) -> sp.csr_matrix:
     """The flattened Coulomb matrices minus the pristine crystal's, as a scipy CSR matrix.
 
     Only rows and columns of defect sites differ from the pristine matrix, so this holds the same
@@ -283,45 +290,46 @@ def polynomial_features(e: ArrayLike, degree: int = 2) -> NDArray[np.float64]:
     return np.hstack([np.ones((arr.shape[0], 1)), arr, arr[:, i] * arr[:, j]])
 
 
-def snn_embeddings(
-    states: ArrayLike, lattice: Lattice, embedder: Any = None, exact: bool = False
-) -> NDArray[np.float64]:
-    """Siamese-network embeddings from :mod:`defectspace.ml.embedder` (default shipped model)."""
+class PlacementEmbedder(Protocol):
+    """What the ``snn`` descriptors need of an embedder (:class:`defectspace.ml.embedder.Embedder`)."""
+
+    @property
+    def lattice(self) -> Lattice:
+        """The lattice the embedder was trained for."""
+        ...
+
+    def embed(self, states: ArrayLike, exact: bool = False) -> NDArray[np.float32]:
+        """(n, dim) embeddings of placements (``exact``: of their canonical forms)."""
+        ...
+
+
+def snn_embeddings(states: ArrayLike, lattice: Lattice, embedder: PlacementEmbedder,
+                   exact: bool = False) -> NDArray[np.float64]:
+    """Siamese-network embeddings of placements, as float64 (refused for another lattice)."""
     x = as_states(states, lattice)
-    if embedder is None:
-        embedder = load_embedder()
-    check = getattr(embedder, "lattice", None)
-    if isinstance(check, Lattice) and not check.same_as(lattice):
-        raise ValueError(f"the embedder was trained for {check!r}, not {lattice!r}")
-    out = embedder.embed(x, exact=True) if exact else embedder.embed(x)
-    return np.asarray(out, dtype=np.float64)
-
-
-def load_embedder(path: str | None = None) -> Any:
-    """The shipped Siamese embedder (or the one at ``path``); a clear error if it is not there."""
-    import importlib
-
-    try:
-        module: Any = importlib.import_module("defectspace.ml.embedder")
-    except ImportError as exc:
-        raise RuntimeError(f"SNN embeddings need defectspace.ml.embedder: {exc}") from exc
-    embedder_cls: Any = module.Embedder
-    return embedder_cls.load(path) if path is not None else embedder_cls.load()
+    if not embedder.lattice.same_as(lattice):
+        raise ValueError(f"the embedder was trained for {embedder.lattice!r}, not {lattice!r}")
+    return np.asarray(embedder.embed(x, exact=exact), dtype=np.float64)
 
 
 def compute(
-    name: str, states: ArrayLike, lattice: Lattice, embedder: Any = None, **kwargs: Any
+    name: str, states: ArrayLike, lattice: Lattice, embedder: PlacementEmbedder | None = None,
+    **kwargs: Any
 ) -> NDArray[np.floating[Any]]:
-    """Descriptor ``name`` (one of :data:`DESCRIPTORS`) of a batch of placements."""
+    """Descriptor ``name`` (one of :data:`DESCRIPTORS`) of a batch of placements; the ``snn``
+    descriptors need an ``embedder``."""
+    if name in EMBEDDING_DESCRIPTORS and embedder is None:
+        raise ValueError(f"descriptor {name!r} needs an embedder (e.g. defectspace.ml.embedder."
+                         f"Embedder.load())")
     if name == "cm":
         return coulomb_matrix(states, lattice, **kwargs)
     if name == "bob":
         return bag_of_bonds(states, lattice, **kwargs)
     if name == "hist":
         return defect_histogram(states, lattice)
-    if name == "snn":
+    if name == "snn" and embedder is not None:
         return snn_embeddings(states, lattice, embedder, **kwargs)
-    if name == "snn_poly":
+    if name == "snn_poly" and embedder is not None:
         return polynomial_features(snn_embeddings(states, lattice, embedder, **kwargs))
     raise ValueError(f"unknown descriptor {name!r}; known: {', '.join(DESCRIPTORS)}")
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 from defectspace.predict.predictor import (
     DEFAULT_MODELS,
     PREDICTORS_DIR,
-    GBMRegressor,
-    KernelRidgeRegressor,
     PropertyPredictor,
-    RidgeRegressor,
     default_model_paths,
     load_default,
     load_predictors,
-    make_regressor,
     predict_properties,
+)
+from defectspace.predict.regressors import (
+    GBMRegressor,
+    KernelRidgeRegressor,
+    Regressor,
+    RidgeRegressor,
+    make_regressor,
 )
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "GBMRegressor",
     "KernelRidgeRegressor",
     "PropertyPredictor",
+    "Regressor",
     "RidgeRegressor",
     "default_model_paths",
     "load_default",
