@@ -13,9 +13,9 @@ from defectspace.lattice import Lattice
 from defectspace.placement import format_2dmd, parse_2dmd, random_placements
 from defectspace.predict import (
     PropertyPredictor,
-    make_regressor,
     default_model_paths,
     load_default,
+    make_regressor,
     predict_properties,
 )
 
