@@ -9,7 +9,7 @@
 # rest); (2) GFN1-xTB gaps of 215 high-density configurations, then of the low-density rows with
 # a DFT gap (rows with DFT formation energies first), then of the other 285 high-density ones.
 # xTB runs with Debian's OpenBLAS preloaded when present (apt-get install libopenblas0-serial;
-# see labeling.find_openblas).
+# see defectspace.engines.xtb.find_openblas).
 # Environment: WORKERS (default 1), DEFECTSPACE_2DMD (default <repo>/../shared/data/2dmd), PYTHON (default python).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from conftest import require_2dmd
-from defectspace import labeling as L
+from defectspace.engines import driver as L
 
 CHECK_ROW = "6141d7eaee0a3fd43fb47bdd"
 #: The labelled V5 row whose VASP energy gives 2DMD's check value 2.5756 eV (same composition as
@@ -306,7 +306,7 @@ def test_two_worker_processes_match_one(tmp_path: Path) -> None:
 
 _SLOW_ENGINE = '''
 import os, time
-from defectspace import labeling as L
+from defectspace.engines import driver as L
 
 class SlowEngine:
     name, kind = "fake", "energy"
@@ -337,7 +337,7 @@ def test_killed_labelling_leaves_no_worker_behind(tmp_path: Path) -> None:
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     driver = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from slow_engine import SlowEngine; "
-              "from defectspace import labeling as L; "
+              "from defectspace.engines import driver as L; "
               f"L.label_structures({str(inp)!r}, {str(tmp_path / 'out.csv')!r}, SlowEngine(), workers=2, "
               "progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", driver], env={**os.environ, "PID_DIR": str(pid_dir)})

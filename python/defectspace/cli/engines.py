@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_label(args: argparse.Namespace) -> int:
     """Runs (or resumes) a labelling run; exit status 0 also when rows failed (they are recorded)."""
-    from defectspace.labeling import label_structures
+    from defectspace.engines import label_structures
 
     ids = _read_ids_file(args.ids_from) if args.ids_from else None
     counts = label_structures(
