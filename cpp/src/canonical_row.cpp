@@ -37,13 +37,13 @@ constexpr std::size_t kSignatureTableBytes = std::size_t{32} << 20;
 // this many defects; otherwise as sorted lists (few defects on a large supercell).
 constexpr std::size_t kMaxBitsetWords = 16;
 constexpr std::size_t kMinDefectsPerWordForBitsets = 2;
+// Keys of at most this many bytes are assembled in 64-bit words.
+constexpr std::size_t kKeyWordBytes = 512;
 // Largest table of pair classes by site pair kept (bytes): it saves a look-up per pair while it
 // stays in the per-core cache.
 constexpr std::size_t kPairClassTableBytes = std::size_t{256} << 10;
 // Defects go straight into per-kind buckets of n_sites entries while these stay this small.
 constexpr std::size_t kMaxBucketEntries = std::size_t{1} << 20;
-// Keys of at most this many bytes are assembled in 64-bit words.
-constexpr std::size_t kKeyWordBytes = 512;
 
 // A row of the dense permutation table, with the interface of SymmetryGroup::Element.
 struct TableRow {
@@ -437,12 +437,10 @@ bool extract_dense_into_buckets(const Canonicalizer& c, const std::uint8_t* x, W
   const std::size_t stride = c.n_kinds() + 1;
   Site* cursor[256];
   for (std::size_t k = 0; k < stride; ++k) cursor[k] = w.by_kind.data() + w.kind_start[k];
-  bool ok = true;
-  auto take = [&](std::size_t u) {
+  auto take = [&](std::size_t u) {  // false, with *bad_site set, when the code does not fit the site
     const std::uint8_t code = x[u];
     if (!c.allowed(u, code)) {
       if (bad_site) *bad_site = u;
-      ok = false;
       return false;
     }
     *cursor[code]++ = static_cast<Site>(u);
@@ -455,20 +453,21 @@ bool extract_dense_into_buckets(const Canonicalizer& c, const std::uint8_t* x, W
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + at));
     return ~static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero))) & 0xFFFFU;
   };
-  for (; s + 64 <= n && ok; s += 64) {  // sparse rows: most 64-byte blocks hold no defect
+  for (; s + 64 <= n; s += 64) {  // sparse rows: most 64-byte blocks hold no defect
     const __m128i* p = reinterpret_cast<const __m128i*>(x + s);
     const __m128i any = _mm_or_si128(_mm_or_si128(_mm_loadu_si128(p), _mm_loadu_si128(p + 1)),
                                      _mm_or_si128(_mm_loadu_si128(p + 2), _mm_loadu_si128(p + 3)));
     if (_mm_movemask_epi8(_mm_cmpeq_epi8(any, zero)) == 0xFFFF) continue;
-    for (std::size_t q = 0; q < 64 && ok; q += 16)
-      for (unsigned mask = nonzero_bytes(s + q); mask != 0 && ok; mask &= mask - 1) take(s + q + ctz64(mask));
+    for (std::size_t q = 0; q < 64; q += 16)
+      for (unsigned mask = nonzero_bytes(s + q); mask != 0; mask &= mask - 1)
+        if (!take(s + q + ctz64(mask))) return false;
   }
-  for (; s + 16 <= n && ok; s += 16)
-    for (unsigned mask = nonzero_bytes(s); mask != 0 && ok; mask &= mask - 1) take(s + ctz64(mask));
+  for (; s + 16 <= n; s += 16)
+    for (unsigned mask = nonzero_bytes(s); mask != 0; mask &= mask - 1)
+      if (!take(s + ctz64(mask))) return false;
 #endif
-  for (; s < n && ok; ++s)
-    if (x[s] != 0) take(s);
-  if (!ok) return false;
+  for (; s < n; ++s)
+    if (x[s] != 0 && !take(s)) return false;
   for (std::size_t k = 1; k < stride; ++k) {
     w.counts[k] = static_cast<std::uint32_t>(cursor[k] - (w.by_kind.data() + w.kind_start[k]));
     w.nd += w.counts[k];
