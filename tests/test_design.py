@@ -168,3 +168,71 @@ def test_bad_design_requests_are_refused(lattice, predictors) -> None:
         parse_count_ranges("S->V=three")
     with pytest.raises(ValueError, match="empty"):
         parse_count_ranges("S->V=4..2")
+
+
+def test_design_command_writes_designs_that_predict_reproduces(tmp_path, lattice) -> None:
+    import pandas as pd
+
+    from defectspace.cli import main
+
+    out = tmp_path / "designs.csv"
+    rc = main(["design", "--counts", "Mo->W=1,S->V=2", "--target", "homo_lumo_gap=0.3:1.2",
+               "--minimize", FE, "-n", "4", "-o", str(out), "--no-progress"])
+    assert rc == 0
+    df = pd.read_csv(out)
+    assert len(df) == 4 and df["canonical_key"].is_unique and df["in_window"].all()
+    assert (np.diff(df[FE]) >= 0).all()
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", str(out), "-o", str(pred)]) == 0
+    again = pd.read_csv(pred)
+    np.testing.assert_allclose(again[FE], df[FE], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(again[GAP], df[GAP], rtol=0, atol=1e-12)
+    assert ((again[GAP] >= 0.3) & (again[GAP] <= 1.2)).all()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--counts", "S->V=2", "--target", "homo_lumo_gap=0.95:0.90"], "is empty"),
+    (["--counts", "S->V=2", "--target", "band_gap=0:1"], "no model predicts 'band_gap'"),
+    (["--counts", "Mo->W=65", "--minimize", FE], "do not fit"),
+    (["--counts", "S->V=2", "--target", "gap"], "a target looks like"),
+    (["--counts", "S->V=2..x", "--minimize", FE], "counts items look like"),
+    (["--counts", "S->V=2", "--minimize", FE, "--verify", "xtb"], "--verify and --budget go together"),
+])
+def test_design_command_refuses_bad_input_in_one_line(tmp_path, capsys, args, message) -> None:
+    from defectspace.cli import main
+
+    out = tmp_path / "d.csv"
+    assert main(["design", *args, "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+    assert not out.exists()
+
+
+def test_decode_returns_the_exact_class_of_low_density_embeddings(tmp_path, lattice) -> None:
+    pytest.importorskip("torch")
+    import pandas as pd
+
+    from defectspace.cli import main
+    from defectspace.ml.decode import decode
+    from defectspace.ml.embedder import Embedder
+
+    c = Canonicalizer(lattice)
+    x = np.vstack([c.sample({"Mo->W": 1, "S->V": 1}, 6, 4), c.sample({"S->Se": 2}, 6, 5)])
+    emb = Embedder.load()
+    v = emb.embed(x)
+    res = decode(emb, v, composition(x, lattice)[:, 1:])
+    np.testing.assert_array_equal(res.keys, c.keys(x))
+    assert res.exact.all() and (res.distance < 1e-4).all()
+    inferred = decode(emb, v[:3])
+    np.testing.assert_array_equal(inferred.keys, c.keys(x[:3]))
+    # the command line: embed, then decode with a composition
+    src = tmp_path / "in.csv"
+    from defectspace.placement import format_2dmd
+
+    pd.DataFrame({"id": ["a", "b"], "defects": format_2dmd(x[6:8], lattice)}).to_csv(src, index=False)
+    assert main(["embed", str(src), "-o", str(tmp_path / "emb.csv")]) == 0
+    assert main(["decode", str(tmp_path / "emb.csv"), "--counts", "S->Se=2", "-o", str(tmp_path / "dec.csv")]) == 0
+    dec = pd.read_csv(tmp_path / "dec.csv")
+    assert dec["canonical_key"].tolist() == [f"ds1:{bytes(k).hex()}" for k in c.keys(x[6:8])]
+    with pytest.raises(ValueError, match="vectors must have shape"):
+        decode(emb, np.zeros((2, 5)))

@@ -4,7 +4,8 @@
 * :mod:`~defectspace.cli.ml`: embed, train-embedder, plot-embeddings;
 * :mod:`~defectspace.cli.predict`: predict;
 * :mod:`~defectspace.cli.engines`: label;
-* :mod:`~defectspace.cli.pipeline`: screen.
+* :mod:`~defectspace.cli.pipeline`: screen;
+* :mod:`~defectspace.cli.design`: design, decode.
 
 Every sub-command is registered whatever the arguments; a handler imports the heavy modules it
 needs (torch, pyarrow, the engines) when it runs. Bad input and a missing optional dependency end
@@ -17,7 +18,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from defectspace.cli import core, engines, ml, pipeline, predict
+from defectspace.cli import core, design, engines, ml, pipeline, predict
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"defectspace {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for family in (core, ml, predict, engines, pipeline):
+    for family in (core, ml, predict, engines, pipeline, design):
         family.register(sub)
     return parser
 

@@ -137,9 +137,11 @@ def compositions(lattice: Lattice, ranges: Mapping[str, tuple[int, int]] | Mappi
             fits = True
             out.append(vec)
     if not out:
+        text = ",".join(f"{k}={r}" if isinstance(r, int) else f"{k}={r[0]}" if r[0] == r[1] else f"{k}={r[0]}..{r[1]}"
+                        for k, r in ranges.items())
         why = "hold no defect" if not fits and all(s.stop == 1 for s in spans) else \
             f"do not fit the {lattice.supercell[0]}x{lattice.supercell[1]} supercell"
-        raise ValueError(f"the counts {dict(ranges)} {why}")
+        raise ValueError(f"the counts {text} {why}")
     return out
 
 
