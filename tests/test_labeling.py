@@ -16,7 +16,16 @@ import numpy as np
 import pytest
 from ase import Atoms
 from conftest import require_2dmd
+from defectspace import Defect, Lattice, format_2dmd, parse_2dmd, to_defects
 from defectspace.engines import driver as L
+from defectspace.engines.references import (
+    DMD_CHEMICAL_POTENTIALS,
+    DMD_E_PRISTINE,
+    References,
+    formation_energy,
+)
+from defectspace.engines.xtb import XTBEngine
+from defectspace.structure import map_structure, placement_to_atoms
 
 CHECK_ROW = "6141d7eaee0a3fd43fb47bdd"
 #: The labelled V5 row whose VASP energy gives 2DMD's check value 2.5756 eV (same composition as
@@ -29,40 +38,36 @@ def _rows(data: Path) -> dict[str, dict[str, str]]:
         return {r["id"]: r for r in csv.DictReader(fh)}
 
 
-def test_parse_and_format_defects_round_trip() -> None:
-    text = "sub:6:Mo->W;vac:17:S->V;sub:64:S->Se"
-    defects = L.parse_defects(text)
-    assert [d.kind for d in defects] == ["sub", "vac", "sub"]
-    assert L.format_defects(reversed(defects)) == text
-    with pytest.raises(ValueError, match="not of the form"):
-        L.parse_defects("vac:x:S->V")
-    with pytest.raises(ValueError, match="'vac' needs"):
-        L.parse_defects("vac:3:S->Se")
+LAT = Lattice.preset("MoS2", (8, 8))
+
+
+def _defects(text: str) -> list[Defect]:
+    return to_defects(parse_2dmd(text, LAT), LAT)[0]
+
+
+def _pristine(lattice: Lattice = LAT) -> Atoms:
+    return placement_to_atoms(np.zeros(lattice.n_sites, dtype=np.uint8), lattice)
 
 
 def test_formation_energy_formula_on_2dmd_vasp_numbers(data_2dmd: Path) -> None:
     rows = _rows(data_2dmd)
     # 2DMD's check value through the formula, with the check row's own defects.
-    check = L.parse_defects(rows[CHECK_ROW]["defects"])
+    check = _defects(rows[CHECK_ROW]["defects"])
     e_def = float(rows[CHECK_ENERGY_ROW]["energy"])
-    assert L.parse_defects(rows[CHECK_ENERGY_ROW]["defects"])  # same composition as the check row
-    per_site = L.formation_energy(e_def, L.DMD_E_PRISTINE, check, L.DMD_CHEMICAL_POTENTIALS) / len(
-        check
-    )
+    assert _defects(rows[CHECK_ENERGY_ROW]["defects"])  # same composition as the check row
+    per_site = formation_energy(e_def, DMD_E_PRISTINE, check, DMD_CHEMICAL_POTENTIALS) / len(check)
     assert per_site == pytest.approx(2.5756, abs=5e-5)
     # every one of the 148 rows with VASP energies reproduces 2DMD's formation energy per site
     n = 0
     for r in rows.values():
         if r["energy"]:
-            d = L.parse_defects(r["defects"])
-            fe = L.formation_energy(
-                float(r["energy"]), L.DMD_E_PRISTINE, d, L.DMD_CHEMICAL_POTENTIALS
-            )
+            d = _defects(r["defects"])
+            fe = formation_energy(float(r["energy"]), DMD_E_PRISTINE, d, DMD_CHEMICAL_POTENTIALS)
             assert fe / len(d) == pytest.approx(float(r["formation_energy_per_site"]), abs=1e-6)
             n += 1
     assert n == 148
     with pytest.raises(ValueError, match="no chemical potential"):
-        L.formation_energy(0.0, 0.0, check, {"Mo": 0.0})
+        formation_energy(0.0, 0.0, check, {"Mo": 0.0})
 
 
 def test_structures_map_onto_2dmd_site_order(data_2dmd: Path, tmp_path: Path,
@@ -75,14 +80,13 @@ def test_structures_map_onto_2dmd_site_order(data_2dmd: Path, tmp_path: Path,
     structures = L.structures_for_ids(ids)
     assert list(structures) == ids
     for sid, atoms in structures.items():
-        assert L.format_defects(L.defects_from_atoms(atoms)) == rows[sid]["defects"]
-    # the pristine supercell built from the README formula sits on the CIF positions
-    pristine = L.pristine_mos2()
-    assert len(pristine) == 192
-    assert L.defects_from_atoms(pristine) == []
-    np.testing.assert_allclose(
-        pristine.cell.cellpar(), structures[CHECK_ROW].cell.cellpar(), atol=1e-3
-    )
+        mapping = map_structure(atoms, LAT)
+        assert not mapping.ambiguous and mapping.max_displacement < 1e-3
+        assert format_2dmd(mapping.states, LAT) == [rows[sid]["defects"]]
+        # the core's unrelaxed structure of the placement has the CIF's in-plane cell
+        built = placement_to_atoms(mapping.states, LAT)
+        np.testing.assert_allclose(built.cell.cellpar()[[0, 1, 5]], atoms.cell.cellpar()[[0, 1, 5]],
+                                   atol=1e-3)
     with pytest.raises(KeyError, match="no CIF"):
         L.structures_for_ids(["not-an-id"])
 
@@ -112,11 +116,9 @@ class FakeEngine:
             raise RuntimeError("SCF did not converge (simulated)")
         return {"energy": -0.1 * float(atoms.numbers.sum())}
 
-    def references(self) -> L.References:
+    def references(self) -> References:
         mu = {"Mo": -4.2, "S": -1.6, "W": -7.4, "Se": -3.4}
-        return L.References(
-            mu=mu, e_pristine=-0.1 * float(L.pristine_mos2().numbers.sum()), details={}
-        )
+        return References(mu=mu, e_pristine=-0.1 * float(_pristine().numbers.sum()), details={})
 
 
 def _small_input(tmp_path: Path, n: int) -> tuple[Path, dict[str, dict[str, str]]]:
@@ -136,13 +138,7 @@ def _loader(ids: Any, source: Path | None) -> dict[str, Atoms]:
     rows = _rows(require_2dmd())
     out = {}
     for sid in ids:
-        atoms = L.pristine_mos2()
-        defects = L.parse_defects(rows[sid]["defects"])
-        for d in defects:
-            if d.kind == "sub":
-                atoms[d.site].symbol = d.to
-        del atoms[[d.site for d in defects if d.kind == "vac"]]
-        out[sid] = atoms
+        out[sid] = placement_to_atoms(parse_2dmd(rows[sid]["defects"], LAT)[0], LAT)
     return out
 
 
@@ -183,6 +179,41 @@ def test_resume_after_interruption_has_no_gaps_and_no_duplicates(tmp_path: Path)
     )
     meta = json.loads(L.sidecar_path(out).read_text())
     assert meta["engine"] == "fake" and meta["chemical_potentials"]["Mo"] == -4.2
+
+
+def test_committed_label_file_resumes_byte_for_byte(tmp_path: Path) -> None:
+    """The engines' output format is the committed files' own: a resume keeps every byte and
+    appends, and the sidecar keeps its keys and references."""
+    import defectspace
+
+    labels = Path(defectspace.__file__).parent / "data" / "labels"
+    out, sidecar = tmp_path / "sevenn_mos2_8x8.csv", tmp_path / "sevenn_mos2_8x8.json"
+    original = (labels / out.name).read_bytes()
+    out.write_bytes(original)
+    sidecar.write_bytes((labels / sidecar.name).read_bytes())
+    before = json.loads(sidecar.read_text())
+    ids = [r["id"] for r in L.read_label_csv(out)]
+    inp = tmp_path / "input.csv"
+    inp.write_text("id,defects\n" + "".join(f"{i},\n" for i in ids) + "new,vac:1:S->V;sub:6:Mo->W\n")
+
+    class Sevenn(FakeEngine):
+        name = "sevenn"
+
+    counts = L.label_structures(inp, out, Sevenn(), workers=1, progress=False, structure_loader=(
+        lambda chunk, src: {i: placement_to_atoms(parse_2dmd("vac:1:S->V;sub:6:Mo->W", LAT)[0], LAT)
+                            for i in chunk}))
+    assert counts == {"done_before": len(ids), "computed": 1, "ok": 1, "failed": 0}
+    text = out.read_bytes()
+    assert text.startswith(original) and text[len(original):].startswith(b"new,ok,191,")
+    after = json.loads(sidecar.read_text())
+    assert set(after) == set(before)
+    assert after["chemical_potentials"] == before["chemical_potentials"]
+    assert after["E_pristine"] == before["E_pristine"]
+    # the new row's formation energy uses the recorded references and 2DMD's formula
+    row = L.read_label_csv(out)[-1]
+    mu = before["chemical_potentials"]
+    e_f = float(row["energy"]) - before["E_pristine"] + mu["S"] + mu["Mo"] - mu["W"]
+    assert float(row["formation_energy_per_site"]) == pytest.approx(e_f / 2, abs=1e-5)
 
 
 def test_failing_calculation_is_recorded_not_fatal(tmp_path: Path) -> None:
@@ -261,8 +292,7 @@ def test_sevenn_engine_path_on_check_row(tmp_path: Path, data_2dmd: Path) -> Non
 @pytest.mark.slow
 def test_xtb_gap_of_small_pristine_cell() -> None:
     pytest.importorskip("tblite")
-    atoms = L.pristine_mos2(n=3)
-    values = L.XTBEngine().compute(atoms)
+    values = XTBEngine().compute(_pristine(Lattice.preset("MoS2", (3, 3))))
     assert values["homo"] < values["lumo"]
     assert 0.3 < values["homo_lumo_gap"] < 4.0
 
@@ -306,7 +336,7 @@ def test_two_worker_processes_match_one(tmp_path: Path) -> None:
 
 _SLOW_ENGINE = '''
 import os, time
-from defectspace.engines import driver as L
+from defectspace.engines.references import References
 
 class SlowEngine:
     name, kind = "fake", "energy"
@@ -318,7 +348,7 @@ class SlowEngine:
         time.sleep(120)
         return {"energy": 0.0}
     def references(self):
-        return L.References(mu={"Mo": -4.2, "S": -1.6, "W": -7.4, "Se": -3.4}, e_pristine=0.0, details={})
+        return References(mu={"Mo": -4.2, "S": -1.6, "W": -7.4, "Se": -3.4}, e_pristine=0.0, details={})
 '''
 
 

@@ -35,6 +35,20 @@ def test_readme_benchmark_command_collects_the_benchmark_files() -> None:
             "benchmarks/bench_embedder.py"} <= files
 
 
+@pytest.mark.parametrize(("text", "home"), [
+    ("3.1903157", "lattice.py"),             # MoS2's lattice constant (the labeller had its own)
+    ("0.144826", "lattice.py"),              # 2DMD's chalcogen heights
+    ("class Defect:", "placement.py"),       # labeling.Defect clashed with defectspace.Defect
+    ('("vac", "sub")', "placement.py"),      # the 2DMD-string parser (labeling had a second)
+    ('"DEFECTSPACE_2DMD', "datasets.py"),    # the data locator's variable
+    ("mkdtemp(", "engines/driver.py"),       # the cache of 2DMD's extracted CIFs
+])
+def test_one_copy_of_each_concept(text: str, home: str) -> None:
+    holders = [name for name, source in _sources().items()
+               if text in source and not name.startswith("pipeline/")]
+    assert holders == [home]
+
+
 def test_only_cli_knows_the_command_line() -> None:
     """argparse and option names live in cli/ (the command line was in five modules, tied together
     by guessing the sub-command from argv)."""
