@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 from defectspace import Lattice
+from defectspace.pipeline.screening import ScreenConfig, format_summary, screen
 from defectspace.placement import counts_vector
-from defectspace.screening import ScreenConfig, format_summary, screen
 
 COMPOSITIONS = [
     {"S->V": 2, "Mo->W": 1},

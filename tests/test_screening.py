@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from defectspace import Canonicalizer, Lattice, format_2dmd
-from defectspace.screening import ScreenConfig, partition_of, screen
+from defectspace.pipeline.screening import ScreenConfig, partition_of, screen
 
 pytest.importorskip("pyarrow")
 LAT = Lattice.preset("MoS2", (8, 8))
@@ -38,7 +38,7 @@ def test_random_screen_dedupes_exactly_and_matches_brute_counts(tmp_path: Path) 
     df = pd.read_parquet(tmp_path / "out.parquet")
     c = Canonicalizer(LAT)
     # regenerate the same placements directly and dedupe them in one go
-    from defectspace.screening import _generate
+    from defectspace.pipeline.screening import _generate
 
     cfg = config()
     allx = np.concatenate([_generate(cfg, c, i) for i in range(5)])
@@ -115,7 +115,7 @@ KILL_SCRIPT = """
 import sys, time, numpy as np
 sys.path.insert(0, {tests!r})
 from test_screening import config, fake_scorer
-from defectspace.screening import screen
+from defectspace.pipeline.screening import screen
 def slow(states):
     time.sleep(0.4)
     return fake_scorer(states)

@@ -63,8 +63,8 @@ def register(subparsers: Any) -> None:
 
 def cmd_screen(args: argparse.Namespace) -> int:
     """Runs (or resumes) a screening run and prints its summary."""
+    from defectspace.pipeline.screening import PARTITION_ROWS, ScreenConfig, format_summary, screen
     from defectspace.placement import counts_vector
-    from defectspace.screening import PARTITION_ROWS, ScreenConfig, format_summary, screen
 
     lat = lattice_from(args.lattice, args.supercell)
     comps = tuple(tuple(int(v) for v in counts_vector(parse_counts(c), lat)[1:]) for c in args.counts)
