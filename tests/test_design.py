@@ -223,8 +223,9 @@ def test_decode_returns_the_exact_class_of_low_density_embeddings(tmp_path, latt
     res = decode(emb, v, composition(x, lattice)[:, 1:])
     np.testing.assert_array_equal(res.keys, c.keys(x))
     assert res.exact.all() and (res.distance < 1e-4).all()
-    inferred = decode(emb, v[:3])
+    inferred = decode(emb, v[:3], infer_max_defects=2)  # every class of up to 2 defects searched
     np.testing.assert_array_equal(inferred.keys, c.keys(x[:3]))
+    assert inferred.exact.all()
     # the command line: embed, then decode with a composition
     src = tmp_path / "in.csv"
     from defectspace.placement import format_2dmd

@@ -6,9 +6,11 @@ returned. Where it has more, a search: parallel tempering over placements of the
 (:mod:`defectspace.pipeline.annealing`, each class embedded once) on the distance to the vector,
 then steepest descent over every single-defect hop until no hop brings the embedding closer.
 
-Without a composition, candidates are read off the nearest of a few thousand random placements
-embedded once per embedder (compositions of the neighbours, nearest first); each is decoded and
-the closest result kept.
+Without a composition, every class of every composition of up to ``infer_max_defects`` defects
+is searched exactly (enumerated and embedded once per decoder); where none lies within
+:data:`EXACT_DISTANCE`, compositions are read off the nearest of a few thousand random placements
+(the faithful contrastive embedding encodes composition only loosely: their composition is right
+for about 65 % of low-density vectors) and each is decoded, the closest result kept.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ if TYPE_CHECKING:
 MAX_RETRIEVAL_CLASSES = 200_000
 """Compositions with at most this many classes are decoded by exact retrieval."""
 
+MAX_LIBRARY_CLASSES = 2_000_000
+"""Without a composition, every class of up to ``infer_max_defects`` defects is searched exactly
+when there are at most this many (8x8 MoS2, up to 4 defects: 1.16 million)."""
+
+EXACT_DISTANCE = 1e-3
+"""A retrieved class this close to the vector is taken as found (equivalent placements embed within
+1e-5 of each other; inequivalent ones lie at least 7e-3 apart for the shipped embedder)."""
+
 
 @dataclass(frozen=True)
 class DecodeResult:
@@ -43,7 +53,8 @@ class DecodeResult:
     counts: NDArray[np.int64]
     """(n, n_kinds) composition of each decoded placement."""
     exact: NDArray[np.bool_]
-    """(n,) whether the result came from exhaustive retrieval (the nearest class for certain)."""
+    """(n,) whether the result came from exhaustive retrieval: the nearest class of the given
+    composition, or, without one, of every composition up to ``infer_max_defects`` defects."""
 
 
 class _Decoder:
@@ -56,6 +67,27 @@ class _Decoder:
         self.steps = steps
         self._classes: dict[tuple[int, ...], tuple[NDArray[np.uint8], NDArray[np.float32]] | None] = {}
         self._reference: tuple[NDArray[np.float32], NDArray[np.int64]] | None = None
+        self._library: tuple[NDArray[np.uint8], NDArray[np.float32]] | None = None
+
+    def library(self, max_defects: int) -> tuple[NDArray[np.uint8], NDArray[np.float32]] | None:
+        """Every class of every composition with 1..max_defects defects, embedded (or None: too many)."""
+        if self._library is None:
+            import itertools
+
+            from defectspace.pipeline.design import _fits, n_placements
+
+            vecs = []
+            for combo in itertools.product(range(max_defects + 1), repeat=self.lattice.n_kinds):
+                vec = np.asarray([0, *combo], dtype=np.int64)
+                if 0 < sum(combo) <= max_defects and _fits(vec, self.lattice):
+                    vecs.append(vec)
+            order = self.canon.group.order
+            if sum(-(-n_placements(v, self.lattice) // order) for v in vecs) > MAX_LIBRARY_CLASSES:
+                return None
+            states = [self.canon.enumerate(v[1:]).canonical for v in vecs]
+            x = np.concatenate(states)
+            self._library = (x, self.embedder.embed(x))
+        return self._library
 
     def classes(self, vec: NDArray[np.int64]) -> tuple[NDArray[np.uint8], NDArray[np.float32]] | None:
         """Every class of a composition with its embedding, or None when there are too many."""
@@ -146,6 +178,7 @@ def decode(
     *,
     max_classes: int = MAX_RETRIEVAL_CLASSES,
     n_compositions: int = 3,
+    infer_max_defects: int = 4,
     steps: int = 300,
     seed: int = 0,
 ) -> DecodeResult:
@@ -157,7 +190,10 @@ def decode(
         counts: the composition: one mapping like ``{"S->V": 3}`` for every vector, an (n, n_kinds)
             array of counts per vector, or None to infer candidates from the embedding.
         max_classes: compositions with at most this many classes are decoded by exact retrieval.
-        n_compositions: candidate compositions tried per vector when ``counts`` is None.
+        n_compositions: candidate compositions searched per vector when ``counts`` is None and no
+            class of up to ``infer_max_defects`` defects matches.
+        infer_max_defects: without ``counts``, every class with at most this many defects is
+            searched exactly first (0: skip).
         steps: parallel-tempering steps of the search (64 chains) before the descent.
         seed: seed of the search and of the reference placements.
     """
@@ -188,15 +224,23 @@ def decode(
     states = np.zeros((n, lattice.n_sites), dtype=np.uint8)
     dist = np.zeros(n)
     exact = np.zeros(n, dtype=bool)
+    library = dec.library(infer_max_defects) if per_row is None and infer_max_defects > 0 else None
     for r in range(n):
-        options = per_row[r] if per_row is not None else dec.candidate_compositions(v[r], n_compositions)
         best: tuple[NDArray[np.uint8], float, bool] | None = None
+        if library is not None:
+            d = np.linalg.norm(library[1] - v[r][None, :], axis=1)
+            i = int(np.argmin(d))
+            best = (library[0][i], float(d[i]), True)
+            if best[1] <= EXACT_DISTANCE:
+                states[r], dist[r], exact[r] = best
+                continue
+        options = per_row[r] if per_row is not None else dec.candidate_compositions(v[r], n_compositions)
         for vec in options:
             got = dec.one(v[r], vec)
             if best is None or got[1] < best[1]:
                 best = got
         assert best is not None
-        states[r], dist[r], exact[r] = best
+        states[r], dist[r] = best[0], best[1]
+        exact[r] = best[2] and per_row is not None  # an inferred composition is a guess
     canon = dec.canon.canonicalize(states)
-    return DecodeResult(canon.canonical, canon.keys, dist, composition(states, lattice)[:, 1:],
-                        exact & (per_row is not None))
+    return DecodeResult(canon.canonical, canon.keys, dist, composition(states, lattice)[:, 1:], exact)
