@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -142,6 +143,49 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     assert out.read_bytes() == clean.read_bytes()
 
 
+def test_tasks_give_the_core_and_torch_the_task_thread_count(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside Dask workers of one thread each, the tasks ran the core with n_threads=0: every
+    worker used every core. Each task now gets its worker's share."""
+    import json
+    from dataclasses import asdict
+
+    import torch
+    from defectspace import _core
+    from defectspace.pipeline import screening
+
+    seen: dict[str, list[int]] = {"canonicalizer": [], "histogram": [], "trees": [], "torch": []}
+
+    class SpyCanonicalizer(Canonicalizer):
+        def __init__(self, lattice: Lattice, subgroup: str = "full", n_threads: int = 0) -> None:
+            seen["canonicalizer"].append(n_threads)
+            super().__init__(lattice, subgroup, n_threads)
+
+    def spy(name: str, fn: Any) -> Any:
+        def wrapped(*args: Any, n_threads: int = 0) -> Any:
+            seen[name].append(n_threads)
+            return fn(*args, n_threads=n_threads)
+        return wrapped
+
+    set_threads = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen["torch"].append(n), set_threads(n)))
+    monkeypatch.setattr(screening, "Canonicalizer", SpyCanonicalizer)
+    monkeypatch.setattr(_core, "defect_pair_histogram", spy("histogram", _core.defect_pair_histogram))
+    monkeypatch.setattr(_core, "predict_tree_ensemble", spy("trees", _core.predict_tree_ensemble))
+    cfg_json = json.dumps(asdict(config(n=700)), sort_keys=True)
+    screening.run_chunk(cfg_json, str(tmp_path), 0, 1)
+    assert seen["canonicalizer"] == [1]
+    scorer = screening.default_scorer(None, None, LAT, n_threads=1)
+    threads_before = torch.get_num_threads()
+    x = Canonicalizer(LAT).sample({"S->V": 2, "Mo->W": 1}, 5, seed=0)
+    cols = scorer(x)
+    assert set(cols) == {"emb", "homo_lumo_gap", "formation_energy_per_site"}
+    assert seen["histogram"] and set(seen["histogram"]) == {1}
+    assert seen["trees"] and set(seen["trees"]) == {1}
+    assert seen["torch"][0] == 1  # the embedder ran with one torch thread
+    assert torch.get_num_threads() == threads_before  # restored after scoring
+
+
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_output(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
@@ -153,6 +197,7 @@ def test_dask_local_cluster_gives_the_same_output(tmp_path: Path) -> None:
     screen(config(), local, scorer=fake_scorer)
     s = screen(config(), dask_out, scorer=fake_scorer, scheduler="local", n_workers=2)
     assert s.distinct == len(pd.read_parquet(dask_out))
+    assert s.threads_per_task == 1  # LocalCluster workers of one thread: one thread per task
     assert local.read_bytes() == dask_out.read_bytes()
 
 

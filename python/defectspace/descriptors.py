@@ -263,19 +263,21 @@ def histogram_feature_names(lattice: Lattice) -> list[str]:
     return list(_histogram_layout(lattice)[2])
 
 
-def defect_histogram(states: ArrayLike, lattice: Lattice) -> NDArray[np.float64]:
+def defect_histogram(states: ArrayLike, lattice: Lattice, n_threads: int = 0) -> NDArray[np.float64]:
     """Counts of defect kinds, pair-distance histograms per kind pair and damped pair sums.
 
     Columns: ``n_kinds`` counts; for each unordered kind pair, one column per distance shell that
     the two kinds' sublattices can realise (exact minimum-image distances of the lattice, z
     included, so top/bottom chalcogen pairs are told apart); then ``sum exp(-r / l)`` over the
     pairs of each kind pair for ``l`` in 1.5, 3, 6 angstrom. Invariant under all lattice symmetries.
+    Counted in the C++ core with ``n_threads`` threads (0: all cores; the result is the same).
     """
     x = as_states(states, lattice)
     shell_of, feature = _histogram_tables(lattice)
     # kind counts, pair-shell counts and damped sums (in a fixed order per row: bit-identical for
     # symmetry-equivalent rows) in the C++ core, GIL released, all cores
-    out: NDArray[np.float64] = _core.defect_pair_histogram(x, shell_of, feature, _damping_weights(lattice))
+    out: NDArray[np.float64] = _core.defect_pair_histogram(x, shell_of, feature, _damping_weights(lattice),
+                                                            n_threads=n_threads)
     return out
 
 
@@ -314,10 +316,10 @@ def snn_embeddings(states: ArrayLike, lattice: Lattice, embedder: PlacementEmbed
 
 def compute(
     name: str, states: ArrayLike, lattice: Lattice, embedder: PlacementEmbedder | None = None,
-    **kwargs: Any
+    n_threads: int = 0, **kwargs: Any
 ) -> NDArray[np.floating[Any]]:
     """Descriptor ``name`` (one of :data:`DESCRIPTORS`) of a batch of placements; the ``snn``
-    descriptors need an ``embedder``."""
+    descriptors need an ``embedder``; ``n_threads``: the core's threads for ``hist``."""
     if name in EMBEDDING_DESCRIPTORS and embedder is None:
         raise ValueError(f"descriptor {name!r} needs an embedder (e.g. defectspace.ml.embedder."
                          f"Embedder.load())")
@@ -326,7 +328,7 @@ def compute(
     if name == "bob":
         return bag_of_bonds(states, lattice, **kwargs)
     if name == "hist":
-        return defect_histogram(states, lattice)
+        return defect_histogram(states, lattice, n_threads)
     if name == "snn" and embedder is not None:
         return snn_embeddings(states, lattice, embedder, **kwargs)
     if name == "snn_poly" and embedder is not None:

@@ -33,6 +33,7 @@ import io
 import json
 import math
 import multiprocessing as mp
+import multiprocessing.pool
 import os
 import sys
 import tarfile
@@ -517,7 +518,7 @@ def label_structures(
     refs = _load_or_make_references(eng, sidecar)
     loader = structure_loader or (lambda chunk, src: _structures_or_built(chunk, src, rows))
     writer = _RowWriter(out, columns)
-    pool: Any = None
+    pool: multiprocessing.pool.Pool | None = None
     blas = ""
     finished = False
     try:

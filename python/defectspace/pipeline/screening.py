@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from defectspace.canonical import Canonicalizer, key_to_string
-from defectspace.io import OnError, atomic_path, write_text_atomic
+from defectspace.io import OnError, PlacementTable, atomic_path, write_text_atomic
 from defectspace.lattice import Lattice
 from defectspace.placement import format_2dmd
 
@@ -113,6 +113,8 @@ class ScreenSummary:
     output: str
     worker_peak_rss_mib: float = 0.0
     """Largest peak resident memory of a Dask worker (0 without Dask)."""
+    threads_per_task: int = 0
+    """Threads each task gave the core and torch (0: all cores, in this process)."""
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -178,9 +180,11 @@ def _chunk_done(work: Path, chunk: int) -> bool:
     return (work / "keys" / f"done-c{chunk:06d}").exists()
 
 
-def run_chunk(cfg_json: str, work: str, chunk: int, placements: NDArray[np.uint8] | None = None,
+def run_chunk(cfg_json: str, work: str, chunk: int, n_threads: int = 0,
+              placements: NDArray[np.uint8] | None = None,
               ids: Sequence[str] | None = None) -> dict[str, float]:
-    """Phase 1 for one chunk: canonicalize and write its keys per partition. Returns stage times."""
+    """Phase 1 for one chunk: canonicalize and write its keys per partition, with ``n_threads``
+    threads of the core (0: all cores). Returns stage times."""
     import pyarrow as pa
 
     cfg = ScreenConfig(**_from_json(cfg_json))
@@ -188,7 +192,7 @@ def run_chunk(cfg_json: str, work: str, chunk: int, placements: NDArray[np.uint8
     if _chunk_done(work_dir, chunk):
         return {}
     lat = _lattice(cfg.lattice)
-    canon = Canonicalizer(lat, cfg.subgroup)
+    canon = Canonicalizer(lat, cfg.subgroup, n_threads)
     times: dict[str, float] = {}
     t = time.perf_counter()
     if placements is None:
@@ -251,9 +255,10 @@ def _n_chunks(cfg: ScreenConfig, n_rows: int | None = None) -> int:
     return max(1, -(-total // cfg.chunk_size)) if total else 0
 
 
-def run_partition(cfg_json: str, work: str, part: int, n_chunks: int,
+def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads: int = 0,
                   scorer: Scorer | None = None) -> dict[str, Any]:
-    """Phase 2 for one partition: dedupe, embed, predict, filter, write. Returns stage times."""
+    """Phase 2 for one partition: dedupe, embed, predict, filter, write, with ``n_threads`` threads
+    of the core and of torch (0: all cores). Returns stage times."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -266,7 +271,7 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int,
         meta = pq.read_metadata(out_path).metadata or {}
         return {"times": {}, "distinct": int(meta.get(b"distinct", b"0"))}
     lat = _lattice(cfg.lattice)
-    canon = Canonicalizer(lat, cfg.subgroup)
+    canon = Canonicalizer(lat, cfg.subgroup, n_threads)
     times: dict[str, float] = {}
     t = time.perf_counter()
     store = _core.KeySet(canon.key_bytes)
@@ -298,7 +303,7 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int,
     distinct = len(keys_all)
     t = time.perf_counter()
     states = canon.from_keys(keys_all) if distinct else np.zeros((0, lat.n_sites), np.uint8)
-    score = scorer if scorer is not None else default_scorer(cfg.model, cfg.predictors, lat)
+    score = scorer if scorer is not None else default_scorer(cfg.model, cfg.predictors, lat, n_threads)
     columns = _score_in_batches(score, states)
     times["embed + predict"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -349,18 +354,22 @@ def _score_in_batches(score: Scorer, states: NDArray[np.uint8]) -> dict[str, NDA
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def default_scorer(model: str | None, predictors: str | None, lattice: Lattice) -> Scorer:
-    """Embeddings from the (shipped) embedder plus the (shipped) property predictors."""
+def default_scorer(model: str | None, predictors: str | None, lattice: Lattice,
+                   n_threads: int = 0) -> Scorer:
+    """Embeddings from the (shipped) embedder plus the (shipped) property predictors, with
+    ``n_threads`` threads of torch and of the core (0: as many as they like)."""
     from defectspace.ml.embedder import Embedder
+    from defectspace.ml.encoder import torch_threads
     from defectspace.predict import load_predictors
 
     embedder = Embedder.load(model)
     models = load_predictors(predictors, lattice)
 
     def score(states: NDArray[np.uint8]) -> dict[str, NDArray[Any]]:
-        cols: dict[str, NDArray[Any]] = {"emb": embedder.embed(states)}
+        with torch_threads(n_threads):
+            cols: dict[str, NDArray[Any]] = {"emb": embedder.embed(states)}
         for name, m in models.items():
-            cols[name] = m.predict(states)
+            cols[name] = m.predict(states, n_threads=n_threads)
         return cols
 
     return score
@@ -375,11 +384,14 @@ def _from_json(text: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- driver
 class Runner:
-    """Runs tasks in this process or on Dask."""
+    """Runs tasks in this process or on Dask, and knows how many threads each task may use."""
 
     def __init__(self, scheduler: str | None, n_workers: int = 2) -> None:
         self.client: Any = None
         self.cluster: Any = None
+        self.task_threads = 0
+        """Threads of the core and of torch per task: 0 (all cores) in this process, else the
+        Dask workers' thread count (the smallest, on a cluster of several kinds)."""
         if scheduler in (None, "none", "local-process"):
             return
         from dask.distributed import Client, LocalCluster
@@ -390,6 +402,7 @@ class Runner:
             self.client = Client(self.cluster)
         else:
             self.client = Client(scheduler)
+        self.task_threads = max(1, min(self.client.nthreads().values(), default=1))
 
     def map(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], desc: str,
             unit: str = "task") -> Iterator[Any]:
@@ -428,7 +441,7 @@ class Runner:
 
 def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = None, n_workers: int = 2,
            work_dir: str | Path | None = None, keep_work: bool = False,
-           scorer: Scorer | None = None, table: Any = None) -> ScreenSummary:
+           scorer: Scorer | None = None, table: PlacementTable | None = None) -> ScreenSummary:
     """Runs (or resumes) a screening run and writes the kept classes to ``output`` (Parquet).
 
     Args:
@@ -472,7 +485,8 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
             n_rows = len(table.ids)
             n_chunks = _n_chunks(cfg, n_rows)
             args: list[tuple[Any, ...]] = [
-                (cfg_json, str(work), c, table.states[c * cfg.chunk_size:(c + 1) * cfg.chunk_size],
+                (cfg_json, str(work), c, runner.task_threads,
+                 table.states[c * cfg.chunk_size:(c + 1) * cfg.chunk_size],
                  table.ids[c * cfg.chunk_size:(c + 1) * cfg.chunk_size]) for c in range(n_chunks)]
             generated = n_rows
         else:
@@ -481,18 +495,19 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
                 n_chunks = _n_chunks(cfg, n_rows)
             else:
                 n_rows, n_chunks = cfg.n, _n_chunks(cfg)
-            args = [(cfg_json, str(work), c) for c in range(n_chunks)]
+            args = [(cfg_json, str(work), c, runner.task_threads) for c in range(n_chunks)]
             generated = n_rows
         todo = [a for a in args if not _chunk_done(work, a[2])]
         for result in runner.map(run_chunk, todo, "canonicalize", "chunk"):
             times.add(result)
         distinct = 0
-        part_args = [(cfg_json, str(work), p, n_chunks) + ((scorer,) if scorer else ())
+        part_args = [(cfg_json, str(work), p, n_chunks, runner.task_threads) + ((scorer,) if scorer else ())
                      for p in range(cfg.n_partitions)]
         for result in runner.map(run_partition, part_args, "embed + predict", "partition"):
             times.add(result["times"])
             distinct += result["distinct"]
         worker_peak = runner.worker_peak_rss_mib()
+        task_threads = runner.task_threads
     finally:
         runner.close()
     t = time.perf_counter()
@@ -514,7 +529,7 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
         shutil.rmtree(work, ignore_errors=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return ScreenSummary(generated, skipped, distinct, kept, time.perf_counter() - t0, times.seconds,
-                         peak, str(out), worker_peak)
+                         peak, str(out), worker_peak, task_threads)
 
 
 def format_summary(s: ScreenSummary) -> str:
@@ -522,7 +537,8 @@ def format_summary(s: ScreenSummary) -> str:
     lines = [f"screened {s.generated:,} placements ({s.skipped} skipped): {s.distinct:,} distinct, "
              f"{s.kept:,} kept -> {s.output}",
              f"wall {s.wall_seconds:.1f} s, peak memory {s.peak_rss_mib:.0f} MiB (this process)"
-             + (f", {s.worker_peak_rss_mib:.0f} MiB (largest Dask worker)" if s.worker_peak_rss_mib else "")]
+             + (f", {s.worker_peak_rss_mib:.0f} MiB (largest Dask worker)" if s.worker_peak_rss_mib else "")
+             + (f"; {s.threads_per_task} thread(s) per task" if s.threads_per_task else "")]
     for k, v in s.stage_seconds.items():
         lines.append(f"  {k:<16} {v:8.2f} s")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ checksum and the lattice. The ``snn`` descriptors load the shipped embedder (tor
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 from collections.abc import Mapping, Sequence
@@ -108,18 +109,19 @@ class PropertyPredictor:
                              f"for {lattice!r}")
         return self.lattice
 
-    def features(self, states: ArrayLike, lattice: Lattice | None = None) -> Array:
-        """The descriptor of ``states`` (plus the engine prior's prediction when there is one)."""
+    def features(self, states: ArrayLike, lattice: Lattice | None = None, n_threads: int = 0) -> Array:
+        """The descriptor of ``states`` (plus the engine prior's prediction when there is one);
+        ``n_threads``: the core's threads (0: all cores)."""
         lat = self._check_lattice(lattice)
         x = as_states(states, lat)
         if self.descriptor in desc.EMBEDDING_DESCRIPTORS and self.embedder is None:
             from defectspace.ml.embedder import Embedder
 
             self.embedder = Embedder.load()
-        f = np.asarray(desc.compute(self.descriptor, x, lat, embedder=self.embedder),
-                       dtype=np.float64)
+        f = np.asarray(desc.compute(self.descriptor, x, lat, embedder=self.embedder,
+                                    n_threads=n_threads), dtype=np.float64)
         if self.prior is not None:
-            g = self.prior.predict(desc.defect_histogram(x, lat))
+            g = self.prior.predict(desc.defect_histogram(x, lat, n_threads))
             f = np.hstack([g[:, None], f])
         return f
 
@@ -167,13 +169,17 @@ class PropertyPredictor:
         self.info = {"n_train": len(yy), "seed": seed}
         return self
 
-    def predict(self, states: ArrayLike, lattice: Lattice | None = None) -> Array:
-        """Predictions (eV) for placements on the lattice this predictor was trained for."""
+    def predict(self, states: ArrayLike, lattice: Lattice | None = None, n_threads: int = 0) -> Array:
+        """Predictions (eV) for placements on the lattice this predictor was trained for, with
+        ``n_threads`` threads of the core (0: all cores; the result is the same)."""
         lat = self._check_lattice(lattice)
         x = as_states(states, lat)
         if self.model is None:
             raise ValueError("this predictor has not been fitted")
-        out: Array = np.asarray(self.model.predict(self.features(x, lat)), dtype=np.float64)
+        model = self.model
+        if model.get_params().get("n_threads", n_threads) != n_threads:
+            model = copy.copy(model).set_params(n_threads=n_threads)  # shares the fitted arrays
+        out: Array = np.asarray(model.predict(self.features(x, lat, n_threads)), dtype=np.float64)
         if self.extensive:
             nd = n_defects(x, lat)
             out = np.where(nd > 0, out / np.maximum(nd, 1.0), np.nan)

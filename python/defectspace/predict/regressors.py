@@ -239,6 +239,11 @@ class KernelRidgeRegressor(_Params):
         return r
 
 
+_FlatTrees = tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.uint8], NDArray[np.int32],
+                   NDArray[np.int32], NDArray[np.uint8], NDArray[np.float64], NDArray[np.int64]]
+"""Node arrays of a tree ensemble in the C++ walker's order: feature, threshold, missing-left,
+left, right, is-leaf, value, offsets."""
+
 _TREE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right",
                 "is_leaf")
 
@@ -253,17 +258,19 @@ class GBMRegressor(_Params):
     kind: ClassVar[str] = "gbm"
 
     _flat_key: int | None = None
-    _flat: tuple[NDArray[Any], ...] = ()
+    _flat: _FlatTrees
 
     def __init__(self, grid: Sequence[Mapping[str, Any]] = ({"max_leaf_nodes": 15},
                                                              {"max_leaf_nodes": 31}),
                  learning_rate: float = 0.1, max_iter: int = 1000, n_folds: int = 3,
-                 random_state: int = 0) -> None:
+                 random_state: int = 0, n_threads: int = 0) -> None:
         self.grid = grid
         self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.n_folds = n_folds
         self.random_state = random_state
+        self.n_threads = n_threads
+        """Threads of the C++ tree walk in :meth:`predict` (0: all cores), like scikit-learn's n_jobs."""
 
     def _model(self, params: Mapping[str, Any]) -> Any:
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -300,11 +307,13 @@ class GBMRegressor(_Params):
         from defectspace import _core
 
         f = np.ascontiguousarray(X, dtype=np.float64)
-        flat = self._flat_nodes()
-        out: Array = _core.predict_tree_ensemble(f, *flat, float(self.baseline_))
+        feature, threshold, missing_left, left, right, is_leaf, value, offsets = self._flat_nodes()
+        out: Array = _core.predict_tree_ensemble(f, feature, threshold, missing_left, left, right,
+                                                 is_leaf, value, offsets, float(self.baseline_),
+                                                 n_threads=self.n_threads)
         return out
 
-    def _flat_nodes(self) -> tuple[NDArray[Any], ...]:
+    def _flat_nodes(self) -> _FlatTrees:
         """The node arrays in the dtypes of the C++ tree walker (cached per fitted model)."""
         key = id(self.nodes_)
         if self._flat_key != key:
