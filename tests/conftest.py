@@ -1,22 +1,13 @@
+"""Fixtures only (shared helpers are in helpers.py)."""
+
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-DATA_2DMD = Path(os.environ.get(
-    "DEFECTSPACE_2DMD", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "2dmd"
-))
-
-
-def require_2dmd() -> Path:
-    """The 2DMD data folder, or a skip saying where it was looked for."""
-    if not (DATA_2DMD / "mos2_8x8.csv").exists():
-        pytest.skip(f"2DMD data not found at {DATA_2DMD} (set DEFECTSPACE_2DMD)")
-    return DATA_2DMD
+from helpers import require_2dmd
 
 
 @pytest.fixture
@@ -29,6 +20,7 @@ def data_2dmd(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
+    """The one seed fixture: Python's, numpy's global and torch's generators seeded for every test."""
     random.seed(0)
     np.random.seed(0)  # noqa: NPY002 - seeds legacy global-state users too
     try:

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 from ase import Atoms
-from conftest import require_2dmd
 from defectspace import Defect, Lattice, format_2dmd, parse_2dmd, to_defects
 from defectspace.engines import driver as L
 from defectspace.engines.references import (
@@ -26,6 +25,7 @@ from defectspace.engines.references import (
 )
 from defectspace.engines.xtb import XTBEngine
 from defectspace.structure import map_structure, placement_to_atoms
+from helpers import require_2dmd
 
 CHECK_ROW = "6141d7eaee0a3fd43fb47bdd"
 #: The labelled V5 row whose VASP energy gives 2DMD's check value 2.5756 eV (same composition as

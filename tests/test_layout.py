@@ -68,3 +68,12 @@ def test_every_command_is_registered_without_importing_optional_packages() -> No
     assert commands == str(sorted(["canonicalize", "dedupe", "enumerate", "sample", "export", "embed",
                                    "train-embedder", "plot-embeddings", "predict", "label", "screen"]))
     assert heavy == "[]"
+
+
+def test_tests_take_their_helpers_from_helpers_py() -> None:
+    """conftest holds fixtures; shared helpers (the 2DMD folder, assert_invariant) are imported
+    from tests/helpers.py."""
+    imports = ("from conftest " + "import", "import " + "conftest")  # not these lines themselves
+    offenders = [p.name for p in sorted((ROOT / "tests").glob("*.py"))
+                 if any(text in p.read_text() for text in imports)]
+    assert offenders == []

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import require_2dmd
 from defectspace import descriptors as desc
 from defectspace.canonical import Canonicalizer
 from defectspace.lattice import Lattice
@@ -18,6 +17,7 @@ from defectspace.predict import (
     make_regressor,
     predict_properties,
 )
+from helpers import assert_invariant, require_2dmd
 
 LAT = Lattice.preset("MoS2", (8, 8))
 
@@ -56,10 +56,9 @@ def test_descriptor_shapes() -> None:
 def test_descriptor_invariances() -> None:
     x = _sample(8, 1)
     c = Canonicalizer(LAT)
-    y, ops = astuple(c.random_images(x, seed=3))
     # bag of bonds and the histogram are invariant under every lattice symmetry
-    assert np.allclose(desc.bag_of_bonds(x, LAT), desc.bag_of_bonds(y, LAT), atol=1e-3)
-    assert np.allclose(desc.defect_histogram(x, LAT), desc.defect_histogram(y, LAT))
+    assert_invariant(lambda s: desc.bag_of_bonds(s, LAT), x, c, seed=3, atol=1e-3)
+    y, ops = astuple(assert_invariant(lambda s: desc.defect_histogram(s, LAT), x, c, seed=3))
     # the periodic Coulomb matrix of an image is the same matrix with sites permuted
     cx = desc.coulomb_matrix(x, LAT, periodic=True, flatten=False, dtype=np.float64)
     cy = desc.coulomb_matrix(y, LAT, periodic=True, flatten=False, dtype=np.float64)
@@ -124,9 +123,8 @@ def test_periodic_distances_are_true_minimum_images() -> None:
 @pytest.mark.parametrize("target", ["homo_lumo_gap", "formation_energy_per_site"])
 def test_shipped_predictors_are_invariant_under_symmetry(target: str) -> None:
     model = load_default(target, LAT)
-    x = _sample(10, 2)
-    y = Canonicalizer(LAT).random_images(x, seed=5).images
-    assert np.allclose(model.predict(x, LAT), model.predict(y, LAT), atol=1e-9)
+    assert_invariant(lambda s: model.predict(s, LAT), _sample(10, 2), Canonicalizer(LAT), seed=5,
+                     atol=1e-9)
     assert model.label_source and model.lattice is not None
 
 

@@ -24,11 +24,12 @@ from defectspace.structure import (
     read_structures,
     structure_id,
 )
+from helpers import DATA_2DMD
 from numpy.typing import NDArray
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "2dmd"
+DATA = DATA_2DMD
 requires_2dmd = pytest.mark.skipif(
-    not (DATA / "mos2_8x8.csv").exists(), reason=f"2DMD data not found at {DATA}"
+    not (DATA / "mos2_8x8.csv").exists(), reason=f"2DMD data not found at {DATA} (set DEFECTSPACE_2DMD)"
 )
 
 # Measured on the 2DMD relaxed MoS2 8x8 CIFs with the default thresholds (0.75 A, ratio 0.3).

@@ -38,7 +38,7 @@ def test_wheel_installs_into_fresh_venv_and_passes_core_tests(tmp_path: Path) ->
     # run from a folder without the sources so that the wheel, not the checkout, is imported
     work = tmp_path / "run"
     work.mkdir()
-    for name in ("conftest.py", "test_canonical.py", "test_cli.py"):
+    for name in ("conftest.py", "helpers.py", "test_canonical.py", "test_cli.py"):
         (work / name).write_text((ROOT / "tests" / name).read_text())
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["DEFECTSPACE_2DMD"] = str(ROOT.parent / "shared" / "data" / "2dmd")
