@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -64,10 +65,10 @@ def test_every_command_is_registered_without_importing_optional_packages() -> No
             "print(sorted(m for m in ('torch', 'pyarrow', 'dask', 'sklearn', 'matplotlib') "
             "if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    commands, heavy = r.stdout.splitlines()
-    assert commands == str(sorted(["canonicalize", "dedupe", "enumerate", "sample", "export", "embed",
-                                   "train-embedder", "plot-embeddings", "predict", "label", "screen"]))
-    assert heavy == "[]"
+    commands, heavy = (ast.literal_eval(line) for line in r.stdout.splitlines())
+    assert {"canonicalize", "dedupe", "enumerate", "sample", "export", "embed", "train-embedder",
+            "plot-embeddings", "predict", "label", "screen"} <= set(commands)
+    assert heavy == []
 
 
 def test_tests_take_their_helpers_from_helpers_py() -> None:
