@@ -1,4 +1,5 @@
-"""The Siamese embedder (the ``ml`` extra: torch, safetensors): encoder, checkpoints, contrastive
-training, held-out evaluation and figures. Nothing outside this folder, the predictors'
-``snn`` descriptors and the command line imports torch.
+"""The Siamese embedder (the ``ml`` extra: torch, safetensors): the encoder (:mod:`.encoder`; its
+settings and input channels in :mod:`.config`, importable without torch), the embedder and its
+checkpoint (:mod:`.embedder`), contrastive training (:mod:`.training`), held-out evaluation
+(:mod:`.evaluation`) and figures (:mod:`.plotting`). The core never imports this package.
 """
