@@ -237,3 +237,29 @@ def test_decode_returns_the_exact_class_of_low_density_embeddings(tmp_path, latt
     assert dec["canonical_key"].tolist() == [f"ds1:{bytes(k).hex()}" for k in c.keys(x[6:8])]
     with pytest.raises(ValueError, match="vectors must have shape"):
         decode(emb, np.zeros((2, 5)))
+
+
+@pytest.mark.slow
+def test_verification_labels_the_best_candidates_once_and_resumes_without_recomputing(tmp_path, lattice,
+                                                                                     predictors) -> None:
+    pytest.importorskip("sevenn")
+    window = PropertyWindow(FE, 0.80, 1.30)  # SevenNet-0 (its own chemical potentials) lies ~0.2-0.3 eV below
+    work = tmp_path / "work"
+    kw = dict(targets=[window], n=5, predictors=predictors, verify="sevenn", budget=3, work_dir=work)
+    first = design(lattice, {"Mo->W": 1, "S->V": 2}, **kw)  # type: ignore[arg-type]
+    labels = work / "sevenn_labels.csv"
+    rows = labels.read_text().splitlines()
+    assert len(rows) == 1 + 3  # header + exactly the budget
+    assert first.engine_calls == 3 and first.verified.sum() >= 1
+    df = first.to_frame()
+    assert {f"{FE}_sevenn", "engine_verified", "sevenn_in_window"} <= set(df.columns)
+    verified = df[df["engine_verified"]]
+    # a verified class carries the engine's value, measured on exactly that class
+    on_disk = dict(line.split(",")[::5][:2] for line in rows[1:])  # id -> formation_energy_per_site
+    for key, value in zip(verified["canonical_key"], verified[f"{FE}_sevenn"], strict=True):
+        assert float(on_disk[key]) == pytest.approx(value)
+    # killed or not, a second run finds every engine result on disk and computes none again
+    before = labels.read_bytes()
+    again = design(lattice, {"Mo->W": 1, "S->V": 2}, **kw)  # type: ignore[arg-type]
+    assert labels.read_bytes() == before
+    np.testing.assert_array_equal(again.keys, first.keys)
