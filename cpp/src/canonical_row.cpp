@@ -86,7 +86,6 @@ void reset(const Canonicalizer& c, Workspace& w) {
   if (w.counts.size() != stride || w.sized_for != n) {
     w.sized_for = n;
     w.counts.assign(stride, 0);
-    w.rank.assign(stride, 0);
     w.kind_of_rank.assign(stride, 0);
     w.kind_start.assign(stride + 1, 0);
     w.direct = stride * n <= kMaxBucketEntries;
@@ -119,7 +118,7 @@ void write_empty(const Canonicalizer& c, std::uint8_t* canonical, std::uint8_t* 
   if (op) *op = static_cast<std::int64_t>(c.group().identity());
 }
 
-// Ranks the present kinds by (count, kind) into w.rank and w.kind_of_rank, an order every image
+// Ranks the present kinds by (count, kind) into w.kind_of_rank, an order every image
 // shares; returns the number of present kinds (rank 0 is the anchor kind).
 std::uint32_t rank_present_kinds(Workspace& w, std::size_t n_kinds) {
   std::uint32_t n_present = 0;
@@ -131,7 +130,6 @@ std::uint32_t rank_present_kinds(Workspace& w, std::size_t n_kinds) {
     for (; j > 0 && w.counts[w.kind_of_rank[j - 1]] > w.counts[k]; --j) w.kind_of_rank[j] = w.kind_of_rank[j - 1];
     w.kind_of_rank[j] = k;
   }
-  for (std::uint32_t r = 0; r < n_present; ++r) w.rank[w.kind_of_rank[r]] = r;
   return n_present;
 }
 
@@ -150,16 +148,15 @@ void group_sites_by_kind(Workspace& w, std::size_t n_kinds) {
 const Site* kind_begin(const Workspace& w, std::size_t k) { return w.by_kind.data() + w.kind_start[k]; }
 const Site* kind_end(const Workspace& w, std::size_t k) { return kind_begin(w, k) + w.counts[k]; }
 
-// Anchor candidates: the defects of the anchor kind on the orbit with the smallest representative
-// (into w.anchors, in their order); returns that representative.
-Site collect_anchors(const SymmetryGroup& G, Workspace& w, std::uint8_t anchor_kind) {
+// Anchor candidates: the defects of the anchor kind on the orbit with the smallest representative m*
+// (into w.anchors, in their order).
+void collect_anchors(const SymmetryGroup& G, Workspace& w, std::uint8_t anchor_kind) {
   Site m_star = std::numeric_limits<Site>::max();
   for (const Site* t = kind_begin(w, anchor_kind); t != kind_end(w, anchor_kind); ++t)
     m_star = std::min(m_star, G.orbit_rep(*t));
   w.anchors.clear();
   for (const Site* t = kind_begin(w, anchor_kind); t != kind_end(w, anchor_kind); ++t)
     if (G.orbit_rep(*t) == m_star) w.anchors.push_back(*t);
-  return m_star;
 }
 
 // Environment signature of anchor d: the sum over the other defects e of
@@ -249,7 +246,7 @@ void keep_anchors_of_smallest_environment(const Canonicalizer& c, Workspace& w, 
 // (kind rank, pair class) go into w.pairs: the anchor kind's other defects when it has several,
 // else the defects of rank 1. A candidate must also bring the partner to the smallest site t* that
 // the stabilizer of m* can bring it to; returns t* (0 for a single defect).
-Site pair_anchors_with_partners(const Canonicalizer& c, Workspace& w, Site m_star, std::uint8_t anchor_kind) {
+Site pair_anchors_with_partners(const Canonicalizer& c, Workspace& w, std::uint8_t anchor_kind) {
   const SymmetryGroup& G = c.group();
   w.pairs.clear();
   if (w.nd == 1) {
@@ -257,13 +254,14 @@ Site pair_anchors_with_partners(const Canonicalizer& c, Workspace& w, Site m_sta
     return 0;
   }
   const std::uint8_t partner_kind = w.counts[anchor_kind] >= 2 ? anchor_kind : w.kind_of_rank[1];
-  std::uint32_t best = std::numeric_limits<std::uint32_t>::max();
+  // The anchors share the orbit of m*, hence the base of their pair classes: compare what is above
+  // it, stab_min(m*, g_d(partner)), whose smallest value is t* itself.
+  Site best = std::numeric_limits<Site>::max();
   for (const Site d : w.anchors) {
-    const auto row = G.pair_classes_from(d);
-    visit_pair_classes(c, d, row, [&](const auto& pcs) {
+    visit_pair_classes(c, d, G.pair_classes_from(d), [&](const auto& pcs) {
       for (const Site* t = kind_begin(w, partner_kind); t != kind_end(w, partner_kind); ++t) {
         if (*t == d) continue;
-        const std::uint32_t pc = row.base + pcs[*t];
+        const Site pc = pcs[*t];
         if (pc < best) {
           best = pc;
           w.pairs.clear();
@@ -272,8 +270,7 @@ Site pair_anchors_with_partners(const Canonicalizer& c, Workspace& w, Site m_sta
       }
     });
   }
-  const auto& pr = w.pairs[0];
-  return G.stab_min(m_star, G.element(*G.coset_begin(pr.first))[pr.second]);
+  return best;
 }
 
 struct SmallestImage {
@@ -416,7 +413,9 @@ void write_key(const Canonicalizer& c, const Workspace& w, const Map& p, std::ui
         words[bit >> 6] |= code << (bit & 63U);
       }
     }
-    std::memcpy(key, words, n_bytes);
+    std::size_t i = 0;
+    for (; i + 8 <= n_bytes; i += 8) std::memcpy(key + i, words + i / 8, 8);  // fixed-size copies stay inline
+    if (i < n_bytes) std::memcpy(key + i, words + i / 8, n_bytes - i);
     return;
   }
 #endif
@@ -593,9 +592,9 @@ void canonicalize_extracted(const Canonicalizer& c, Workspace& w, std::uint8_t* 
   const std::uint32_t n_present = rank_present_kinds(w, c.n_kinds());
   const std::uint8_t anchor_kind = w.kind_of_rank[0];
   group_sites_by_kind(w, c.n_kinds());
-  const Site m_star = collect_anchors(G, w, anchor_kind);
+  collect_anchors(G, w, anchor_kind);
   keep_anchors_of_smallest_environment(c, w, anchor_kind);
-  const Site t_star = pair_anchors_with_partners(c, w, m_star, anchor_kind);
+  const Site t_star = pair_anchors_with_partners(c, w, anchor_kind);
   SmallestImage best;
   const std::size_t n_words = (c.n_sites() + 63) / 64;
   if (n_words <= kMaxBitsetWords && w.nd >= kMinDefectsPerWordForBitsets * n_words) {

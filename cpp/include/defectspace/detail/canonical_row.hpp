@@ -19,7 +19,6 @@ struct Workspace {
   std::vector<Site> sites;                        ///< defect sites (first nd) when not direct
   std::vector<std::uint8_t> kinds;                ///< kind of each defect in sites when not direct
   std::vector<std::uint32_t> counts;              ///< [kind] defects of that kind (n_kinds + 1)
-  std::vector<std::uint32_t> rank;                ///< [kind] rank by (count, kind) among present kinds
   std::vector<std::uint8_t> kind_of_rank;         ///< [rank] the kind of that rank
   std::vector<std::uint32_t> kind_start;          ///< [kind] start of its defects in by_kind (n_kinds + 2)
   std::vector<Site> by_kind;                      ///< defect sites grouped by kind, in input order within a kind
