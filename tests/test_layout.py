@@ -78,3 +78,20 @@ def test_tests_take_their_helpers_from_helpers_py() -> None:
     offenders = [p.name for p in sorted((ROOT / "tests").glob("*.py"))
                  if any(text in p.read_text() for text in imports)]
     assert offenders == []
+
+
+@pytest.mark.parametrize(("module", "argv", "extra"), [
+    ("torch", ["embed", "{input}", "-o", "{out}"], "ml"),
+    ("pyarrow", ["screen", "--input", "{input}", "-o", "{out}"], "screen"),
+])
+def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path, module: str, argv: list[str],
+                                              extra: str) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("id,defects\na,vac:17:S->V\n")
+    args = [a.format(input=src, out=tmp_path / "out") for a in argv]
+    code = (f"import sys; sys.modules[{module!r}] = None; from defectspace.cli import main; "
+            f"sys.exit(main({args!r}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"pip install 'defectspace[{extra}]'" in lines[0], r.stderr
