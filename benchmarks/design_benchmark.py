@@ -42,7 +42,6 @@ def _lattice():  # type: ignore[no-untyped-def]
 
 def pool_section(quick: bool) -> tuple[list[str], dict[str, object]]:
     import pandas as pd
-
     from defectspace import parse_2dmd
     from defectspace.datasets import find_2dmd
     from defectspace.descriptors import defect_histogram
@@ -56,8 +55,10 @@ def pool_section(quick: bool) -> tuple[list[str], dict[str, object]]:
     y = d["homo_lumo_gap"].to_numpy(float)
     windows = [(0.90, 1.06), (1.15, 1.20), (0.60, 0.70), (0.25, 0.27)]
     seeds = range(2 if quick else 5)
-    rows = ["| window (eV) | rows inside | probability (ours) | greedy, no uncertainty | random order | random / ours |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| window (eV) | rows inside | probability (ours) | greedy, no uncertainty | random order | random / ours |",
+        "|---|---|---|---|---|---|",
+    ]
     out: dict[str, object] = {}
     all_ratio = []
     all_q: dict[str, list[int]] = {"probability": [], "greedy": [], "random": []}
@@ -78,16 +79,24 @@ def pool_section(quick: bool) -> tuple[list[str], dict[str, object]]:
         ratio = np.mean(res["random"]) / np.mean(res["probability"])
         all_ratio.append(ratio)
         cell = {k: f"{np.mean(v):.1f} +- {np.std(v):.1f}" for k, v in res.items()}
-        rows.append(f"| {w[0]:.2f}-{w[1]:.2f} | {inside} ({share:.1%}) | {cell['probability']} | "
-                    f"{cell['greedy']} | {cell['random']} | {ratio:.1f}x |")
+        rows.append(
+            f"| {w[0]:.2f}-{w[1]:.2f} | {inside} ({share:.1%}) | {cell['probability']} | "
+            f"{cell['greedy']} | {cell['random']} | {ratio:.1f}x |"
+        )
         out[f"{w[0]:.2f}-{w[1]:.2f}"] = {"inside": inside, **res}
         print(rows[-1], flush=True)
     mean = {k: float(np.mean(v)) for k, v in all_q.items()}
-    rows.append(f"| all windows | | {mean['probability']:.1f} | {mean['greedy']:.1f} | {mean['random']:.1f} | "
-                f"{mean['random'] / mean['probability']:.1f}x |")
-    text = [f"Queries to find 10 in-window rows among {len(y)} DFT gaps (2DMD, low density); "
-            f"{len(list(seeds))} seeds per window (5 random queries first, same for every method), "
-            "extra-trees ensemble on the pair-histogram descriptor refitted after every label.", "", *rows]
+    rows.append(
+        f"| all windows | | {mean['probability']:.1f} | {mean['greedy']:.1f} | {mean['random']:.1f} | "
+        f"{mean['random'] / mean['probability']:.1f}x |"
+    )
+    text = [
+        f"Queries to find 10 in-window rows among {len(y)} DFT gaps (2DMD, low density); "
+        f"{len(list(seeds))} seeds per window (5 random queries first, same for every method), "
+        "extra-trees ensemble on the pair-histogram descriptor refitted after every label.",
+        "",
+        *rows,
+    ]
     return text, {"windows": out, "mean_queries": mean}
 
 
@@ -108,21 +117,40 @@ def exact_section(quick: bool) -> tuple[list[str], dict[str, object]]:
     exact = design(lat, {"S->V": 5}, objective=Objective(fe), n=5, predictors=preds)
     t_exact = time.perf_counter() - t
     got = exact.mean[:, exact.names.index(fe)]
-    search = design(lat, {"S->V": 5}, objective=Objective(fe), n=5, predictors=preds, exhaustive_limit=0,
-                    time_limit=10 if quick else 30, seed=0)
+    search = design(
+        lat,
+        {"S->V": 5},
+        objective=Objective(fe),
+        n=5,
+        predictors=preds,
+        exhaustive_limit=0,
+        time_limit=10 if quick else 30,
+        seed=0,
+    )
     g = search.optimum[0]
     s_got = search.mean[:, search.names.index(fe)]
-    text = [f"`S->V=5` on 8x8 MoS2: {len(e.orbit_size)} classes.", "",
-            "| | result | time |", "|---|---|---|",
-            f"| exhaustive reference (enumerate + predict every class) | 5 lowest FE/site {np.round(want, 6).tolist()} | {t_ref:.1f} s |",
-            f"| `design --minimize` (chose exhaustive) | same 5 classes: {bool(np.array_equal(got, want))} | {t_exact:.1f} s |",
-            f"| stochastic search forced ({search.n_scored} of {len(e.orbit_size)} classes scored) | "
-            f"top 5 equal to the exhaustive top 5: {bool(np.allclose(s_got, want, atol=1e-12))} | {search.seconds:.1f} s |",
-            f"| integer program (HiGHS) | {g.value:.6f} eV, proven optimal: {g.proven_optimal} | {g.seconds:.1f} s |"]
-    return text, {"classes": len(e.orbit_size), "reference_s": t_ref, "design_s": t_exact,
-                  "exhaustive_equal": bool(np.array_equal(got, want)),
-                  "search_equal": bool(np.allclose(s_got, want, atol=1e-12)), "search_s": search.seconds,
-                  "milp_value": g.value, "milp_proven": g.proven_optimal, "milp_s": g.seconds}
+    text = [
+        f"`S->V=5` on 8x8 MoS2: {len(e.orbit_size)} classes.",
+        "",
+        "| | result | time |",
+        "|---|---|---|",
+        f"| exhaustive reference (enumerate + predict every class) | 5 lowest FE/site {np.round(want, 6).tolist()} | {t_ref:.1f} s |",
+        f"| `design --minimize` (chose exhaustive) | same 5 classes: {bool(np.array_equal(got, want))} | {t_exact:.1f} s |",
+        f"| stochastic search forced ({search.n_scored} of {len(e.orbit_size)} classes scored) | "
+        f"top 5 equal to the exhaustive top 5: {bool(np.allclose(s_got, want, atol=1e-12))} | {search.seconds:.1f} s |",
+        f"| integer program (HiGHS) | {g.value:.6f} eV, proven optimal: {g.proven_optimal} | {g.seconds:.1f} s |",
+    ]
+    return text, {
+        "classes": len(e.orbit_size),
+        "reference_s": t_ref,
+        "design_s": t_exact,
+        "exhaustive_equal": bool(np.array_equal(got, want)),
+        "search_equal": bool(np.allclose(s_got, want, atol=1e-12)),
+        "search_s": search.seconds,
+        "milp_value": g.value,
+        "milp_proven": g.proven_optimal,
+        "milp_s": g.seconds,
+    }
 
 
 def milp_section(quick: bool) -> tuple[list[str], dict[str, object]]:
@@ -138,22 +166,43 @@ def milp_section(quick: bool) -> tuple[list[str], dict[str, object]]:
     expansion = pair_expansion(preds[fe])
     assert expansion is not None
     g = minimize_pair_expansion(expansion, lat, counts, time_limit=limit)
-    rows = ["| search | best FE/site (eV) | gap to the integer program's best (meV) | gap to its bound (meV) | classes scored | time |",
-            "|---|---|---|---|---|---|",
-            f"| integer program (HiGHS, {limit:.0f} s limit) | {g.value:.6f} | 0 | {(g.value - g.bound) * 1000:.2f} | - | {g.seconds:.0f} s |"]
-    out: dict[str, object] = {"milp_value": g.value, "milp_bound": g.bound, "proven": g.proven_optimal,
-                              "milp_s": g.seconds, "variables": g.n_variables}
+    rows = [
+        "| search | best FE/site (eV) | gap to the integer program's best (meV) | gap to its bound (meV) | classes scored | time |",
+        "|---|---|---|---|---|---|",
+        f"| integer program (HiGHS, {limit:.0f} s limit) | {g.value:.6f} | 0 | {(g.value - g.bound) * 1000:.2f} | - | {g.seconds:.0f} s |",
+    ]
+    out: dict[str, object] = {
+        "milp_value": g.value,
+        "milp_bound": g.bound,
+        "proven": g.proven_optimal,
+        "milp_s": g.seconds,
+        "variables": g.n_variables,
+    }
     for tl in (10.0,) if quick else (10.0, 60.0):
-        r = design(lat, counts, objective=Objective(fe), n=1, predictors={fe: preds[fe]}, time_limit=tl,
-                   prove=False, seed=0)
+        r = design(
+            lat,
+            counts,
+            objective=Objective(fe),
+            n=1,
+            predictors={fe: preds[fe]},
+            time_limit=tl,
+            prove=False,
+            seed=0,
+        )
         best = float(r.mean[0, 0])
-        rows.append(f"| parallel tempering, {tl:.0f} s | {best:.6f} | {(best - g.value) * 1000:.2f} | "
-                    f"{(best - g.bound) * 1000:.2f} | {r.n_scored} | {r.seconds:.0f} s |")
+        rows.append(
+            f"| parallel tempering, {tl:.0f} s | {best:.6f} | {(best - g.value) * 1000:.2f} | "
+            f"{(best - g.bound) * 1000:.2f} | {r.n_scored} | {r.seconds:.0f} s |"
+        )
         out[f"anneal_{tl:.0f}s"] = {"best": best, "gap_meV": (best - g.value) * 1000, "scored": r.n_scored}
         print(rows[-1], flush=True)
-    text = [f"`Mo->W=4,S->V=8` (about {4.3e17:.1e} placements): pair-expansion formation energy per site "
-            f"(the shipped ridge model). Integer program: {g.n_variables} variables, "
-            f"{'proven optimal' if g.proven_optimal else 'not proven within the limit'} ({g.status}).", "", *rows]
+    text = [
+        f"`Mo->W=4,S->V=8` (about {4.3e17:.1e} placements): pair-expansion formation energy per site "
+        f"(the shipped ridge model). Integer program: {g.n_variables} variables, "
+        f"{'proven optimal' if g.proven_optimal else 'not proven within the limit'} ({g.status}).",
+        "",
+        *rows,
+    ]
     return text, out
 
 
@@ -163,18 +212,32 @@ def speed_section(quick: bool) -> tuple[list[str], dict[str, object]]:
 
     lat = _lattice()
     preds = load_predictors(lattice=lat)
-    rows = ["| composition | scored by | candidates looked up | distinct classes scored | time | candidates / s |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| composition | scored by | candidates looked up | distinct classes scored | time | candidates / s |",
+        "|---|---|---|---|---|---|",
+    ]
     out: dict[str, object] = {}
     tl = 10.0 if quick else 30.0
-    cases = [("Mo->W=4,S->V=8", {"Mo->W": 4, "S->V": 8}, dict(objective=Objective("formation_energy_per_site")),
-              "FE/site (ridge)"),
-             ("Mo->V=2,Mo->W=3,S->V=7,S->Se=7", {"Mo->V": 2, "Mo->W": 3, "S->V": 7, "S->Se": 7},
-              dict(targets=[PropertyWindow("homo_lumo_gap", 0.9, 1.0)]), "gap (trees)")]
+    cases = [
+        (
+            "Mo->W=4,S->V=8",
+            {"Mo->W": 4, "S->V": 8},
+            dict(objective=Objective("formation_energy_per_site")),
+            "FE/site (ridge)",
+        ),
+        (
+            "Mo->V=2,Mo->W=3,S->V=7,S->Se=7",
+            {"Mo->V": 2, "Mo->W": 3, "S->V": 7, "S->Se": 7},
+            dict(targets=[PropertyWindow("homo_lumo_gap", 0.9, 1.0)]),
+            "gap (trees)",
+        ),
+    ]
     for name, counts, kw, what in cases:
         r = design(lat, counts, n=20, predictors=preds, time_limit=tl, prove=False, seed=0, **kw)  # type: ignore[arg-type]
         rate = r.n_proposed / r.seconds
-        rows.append(f"| `{name}` | {what} | {r.n_proposed} | {r.n_scored} | {r.seconds:.1f} s | {rate:,.0f} |")
+        rows.append(
+            f"| `{name}` | {what} | {r.n_proposed} | {r.n_scored} | {r.seconds:.1f} s | {rate:,.0f} |"
+        )
         out[name] = {"proposed": r.n_proposed, "scored": r.n_scored, "seconds": r.seconds, "rate": rate}
         print(rows[-1], flush=True)
     return rows, out
@@ -189,11 +252,17 @@ def decode_section(quick: bool) -> tuple[list[str], dict[str, object]]:
     lat = _lattice()
     emb = Embedder.load()
     c = Canonicalizer(lat)
-    rows = ["| defects | placements | composition given | top-1 exact class | median distance reached | "
-            "max distance | time per placement |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| defects | placements | composition given | top-1 exact class | median distance reached | "
+        "max distance | time per placement |",
+        "|---|---|---|---|---|---|---|",
+    ]
     out: dict[str, object] = {}
-    cases = [((1, 4), 40 if quick else 200, True), ((1, 4), 20 if quick else 100, False),
-             ((8, 24), 10 if quick else 40, True)]
+    cases = [
+        ((1, 4), 40 if quick else 200, True),
+        ((1, 4), 20 if quick else 100, False),
+        ((8, 24), 10 if quick else 40, True),
+    ]
     for (lo, hi), n, given in cases:
         x = random_placements(lat, n, (lo, hi), np.random.default_rng(12345 + lo))
         v = emb.embed(x)
@@ -206,11 +275,16 @@ def decode_section(quick: bool) -> tuple[list[str], dict[str, object]]:
         r = decode(emb, v, counts=counts, seed=0)
         dt = (time.perf_counter() - t) / n
         ok = (c.keys(r.states) == c.keys(x)).all(axis=1)
-        rows.append(f"| {lo}-{hi} | {n} | {'yes' if given else 'inferred'} | {ok.mean():.1%} | "
-                    f"{np.median(r.distance):.2e} | {r.distance.max():.2e} | {dt:.2f} s |")
+        rows.append(
+            f"| {lo}-{hi} | {n} | {'yes' if given else 'inferred'} | {ok.mean():.1%} | "
+            f"{np.median(r.distance):.2e} | {r.distance.max():.2e} | {dt:.2f} s |"
+        )
         out[f"{lo}-{hi}_{'given' if given else 'inferred'}"] = {
-            "n": n, "top1": float(ok.mean()), "median_distance": float(np.median(r.distance)),
-            "seconds_per": dt}
+            "n": n,
+            "top1": float(ok.mean()),
+            "median_distance": float(np.median(r.distance)),
+            "seconds_per": dt,
+        }
         print(rows[-1], flush=True)
     return rows, out
 
@@ -226,8 +300,13 @@ def main() -> int:
     if bad:
         print(f"design_benchmark: unknown section(s) {bad}; known: {SECTIONS}", file=sys.stderr)
         return 2
-    funcs = {"pool": pool_section, "exact": exact_section, "milp": milp_section, "speed": speed_section,
-             "decode": decode_section}
+    funcs = {
+        "pool": pool_section,
+        "exact": exact_section,
+        "milp": milp_section,
+        "speed": speed_section,
+        "decode": decode_section,
+    }
     stem = Path(args.out)
     previous = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").exists() else {}
     results: dict[str, object] = dict(previous.get("sections", {}))
@@ -240,13 +319,22 @@ def main() -> int:
         results[name] = res
         texts[name] = text
         print("\n".join(text), flush=True)
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d"), "quick": args.quick}
+    meta = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "quick": args.quick,
+    }
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "sections": results, "texts": texts},
-                                                    indent=1, default=float) + "\n")
-    md = ["# Inverse design benchmarks", "",
-          f"`python benchmarks/design_benchmark.py` ({meta['machine']}, Python {meta['python']}, {meta['date']}).", ""]
+    stem.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "sections": results, "texts": texts}, indent=1, default=float) + "\n"
+    )
+    md = [
+        "# Inverse design benchmarks",
+        "",
+        f"`python benchmarks/design_benchmark.py` ({meta['machine']}, Python {meta['python']}, {meta['date']}).",
+        "",
+    ]
     for name in SECTIONS:
         if name in texts:
             md += [f"## {name}", "", *texts[name], ""]

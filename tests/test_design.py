@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from defectspace import Canonicalizer, Lattice, composition
 from defectspace.pipeline.design import (
     Objective,
@@ -35,8 +34,9 @@ def predictors(lattice: Lattice) -> dict[str, object]:
     return dict(load_predictors(lattice=lattice))
 
 
-def _scored(lattice: Lattice, predictors: dict[str, object], counts: dict[str, int]
-            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _scored(
+    lattice: Lattice, predictors: dict[str, object], counts: dict[str, int]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     e = Canonicalizer(lattice).enumerate(counts)
     return e.canonical, {t: p.predict(e.canonical, lattice) for t, p in predictors.items()}  # type: ignore[attr-defined]
 
@@ -61,8 +61,16 @@ def test_five_vacancies_exact_top5_and_search_and_integer_program_agree(lattice,
     exact = design(lattice, {"S->V": 5}, objective=Objective(FE), n=5, predictors=predictors)
     np.testing.assert_array_equal(exact.mean[:, exact.names.index(FE)], np.sort(pred[FE])[:5])
     # the stochastic search (forced) and the integer program reach the same optimum
-    search = design(lattice, {"S->V": 5}, objective=Objective(FE), n=5, predictors=predictors,
-                    exhaustive_limit=0, time_limit=20, seed=1)
+    search = design(
+        lattice,
+        {"S->V": 5},
+        objective=Objective(FE),
+        n=5,
+        predictors=predictors,
+        exhaustive_limit=0,
+        time_limit=20,
+        seed=1,
+    )
     assert not search.exhaustive
     assert search.n_scored < len(classes)
     assert len(search.optimum) == 1 and search.optimum[0].proven_optimal
@@ -74,8 +82,17 @@ def test_five_vacancies_exact_top5_and_search_and_integer_program_agree(lattice,
 def test_stochastic_search_finds_the_exhaustive_top_and_scores_each_class_once(lattice, predictors) -> None:
     counts = {"S->V": 3}
     classes, pred = _scored(lattice, predictors, counts)
-    res = design(lattice, counts, objective=Objective(GAP, maximize=True), n=5, predictors=predictors,
-                 exhaustive_limit=0, time_limit=5, prove=False, chains=64)
+    res = design(
+        lattice,
+        counts,
+        objective=Objective(GAP, maximize=True),
+        n=5,
+        predictors=predictors,
+        exhaustive_limit=0,
+        time_limit=5,
+        prove=False,
+        chains=64,
+    )
     assert not res.exhaustive
     assert res.n_scored <= len(classes)  # never more classes than exist: each scored once
     assert res.n_proposed > res.n_scored
@@ -84,8 +101,15 @@ def test_stochastic_search_finds_the_exhaustive_top_and_scores_each_class_once(l
 
 def test_every_design_has_the_composition_distinct_keys_and_repredicts_inside(lattice, predictors) -> None:
     window = PropertyWindow(GAP, 0.9, 1.0)
-    res = design(lattice, {"Mo->W": 2, "S->V": 6}, targets=[window], n=10, predictors=predictors,
-                 time_limit=4, chains=64)
+    res = design(
+        lattice,
+        {"Mo->W": 2, "S->V": 6},
+        targets=[window],
+        n=10,
+        predictors=predictors,
+        time_limit=4,
+        chains=64,
+    )
     assert len(res.states) == 10 and res.in_window.all()
     comp = composition(res.states, lattice)
     w, v = lattice.kind("Mo", "W").code, lattice.kind("S", "V").code
@@ -103,11 +127,10 @@ def test_every_design_has_the_composition_distinct_keys_and_repredicts_inside(la
 
 
 def test_a_window_nothing_reaches_returns_the_closest_classes(lattice, predictors) -> None:
-    res = design(lattice, {"S->V": 2}, targets=[PropertyWindow(GAP, 40.0, 41.0)], n=3,
-                 predictors=predictors)
+    res = design(lattice, {"S->V": 2}, targets=[PropertyWindow(GAP, 40.0, 41.0)], n=3, predictors=predictors)
     assert res.exhaustive and res.n_feasible == 0
     assert not res.in_window.any() and (res.distance > 0).all()
-    classes, pred = _scored(lattice, predictors, {"S->V": 2})
+    _, pred = _scored(lattice, predictors, {"S->V": 2})
     np.testing.assert_allclose(res.mean[:, res.names.index(GAP)], np.sort(pred[GAP])[::-1][:3])
 
 
@@ -126,7 +149,7 @@ def test_integer_program_matches_the_enumerated_minimum(lattice, predictors) -> 
     assert expansion is not None
     x = Canonicalizer(lattice).sample({"Mo->V": 1, "Mo->W": 2, "S->V": 3, "S->Se": 2}, 40, seed=3)
     np.testing.assert_allclose(expansion.predict(x, lattice), fe.predict(x, lattice), atol=1e-12)  # type: ignore[attr-defined]
-    classes, pred = _scored(lattice, {FE: fe}, {"Mo->W": 1, "S->V": 2})
+    _, pred = _scored(lattice, {FE: fe}, {"Mo->W": 1, "S->V": 2})
     g = minimize_pair_expansion(expansion, lattice, {"Mo->W": 1, "S->V": 2}, time_limit=60)
     assert g.proven_optimal
     assert g.value == pytest.approx(pred[FE].min(), abs=1e-12)
@@ -145,13 +168,16 @@ def test_rank_prefers_likely_candidates() -> None:
     assert p[0] > p[1] > p[2] and dist[2] == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("homo_lumo_gap=0.95:0.90", "empty"),
-    ("homo_lumo_gap=0.9", "looks like"),
-    ("homo_lumo_gap=a:b", "must be numbers"),
-    ("=0.1:0.2", "looks like"),
-    ("gap=nan:1", "finite"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("homo_lumo_gap=0.95:0.90", "empty"),
+        ("homo_lumo_gap=0.9", "looks like"),
+        ("homo_lumo_gap=a:b", "must be numbers"),
+        ("=0.1:0.2", "looks like"),
+        ("gap=nan:1", "finite"),
+    ],
+)
 def test_malformed_windows_are_refused(text: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         parse_window(text)
@@ -172,12 +198,25 @@ def test_bad_design_requests_are_refused(lattice, predictors) -> None:
 
 def test_design_command_writes_designs_that_predict_reproduces(tmp_path, lattice) -> None:
     import pandas as pd
-
     from defectspace.cli import main
 
     out = tmp_path / "designs.csv"
-    rc = main(["design", "--counts", "Mo->W=1,S->V=2", "--target", "homo_lumo_gap=0.3:1.2",
-               "--minimize", FE, "-n", "4", "-o", str(out), "--no-progress"])
+    rc = main(
+        [
+            "design",
+            "--counts",
+            "Mo->W=1,S->V=2",
+            "--target",
+            "homo_lumo_gap=0.3:1.2",
+            "--minimize",
+            FE,
+            "-n",
+            "4",
+            "-o",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(out)
     assert len(df) == 4 and df["canonical_key"].is_unique and df["in_window"].all()
@@ -190,14 +229,17 @@ def test_design_command_writes_designs_that_predict_reproduces(tmp_path, lattice
     assert ((again[GAP] >= 0.3) & (again[GAP] <= 1.2)).all()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--counts", "S->V=2", "--target", "homo_lumo_gap=0.95:0.90"], "is empty"),
-    (["--counts", "S->V=2", "--target", "band_gap=0:1"], "no model predicts 'band_gap'"),
-    (["--counts", "Mo->W=65", "--minimize", FE], "do not fit"),
-    (["--counts", "S->V=2", "--target", "gap"], "a target looks like"),
-    (["--counts", "S->V=2..x", "--minimize", FE], "counts items look like"),
-    (["--counts", "S->V=2", "--minimize", FE, "--verify", "xtb"], "--verify and --budget go together"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--counts", "S->V=2", "--target", "homo_lumo_gap=0.95:0.90"], "is empty"),
+        (["--counts", "S->V=2", "--target", "band_gap=0:1"], "no model predicts 'band_gap'"),
+        (["--counts", "Mo->W=65", "--minimize", FE], "do not fit"),
+        (["--counts", "S->V=2", "--target", "gap"], "a target looks like"),
+        (["--counts", "S->V=2..x", "--minimize", FE], "counts items look like"),
+        (["--counts", "S->V=2", "--minimize", FE, "--verify", "xtb"], "--verify and --budget go together"),
+    ],
+)
 def test_design_command_refuses_bad_input_in_one_line(tmp_path, capsys, args, message) -> None:
     from defectspace.cli import main
 
@@ -211,7 +253,6 @@ def test_design_command_refuses_bad_input_in_one_line(tmp_path, capsys, args, me
 def test_decode_returns_the_exact_class_of_low_density_embeddings(tmp_path, lattice) -> None:
     pytest.importorskip("torch")
     import pandas as pd
-
     from defectspace.cli import main
     from defectspace.ml.decode import decode
     from defectspace.ml.embedder import Embedder
@@ -232,7 +273,10 @@ def test_decode_returns_the_exact_class_of_low_density_embeddings(tmp_path, latt
 
     pd.DataFrame({"id": ["a", "b"], "defects": format_2dmd(x[6:8], lattice)}).to_csv(src, index=False)
     assert main(["embed", str(src), "-o", str(tmp_path / "emb.csv")]) == 0
-    assert main(["decode", str(tmp_path / "emb.csv"), "--counts", "S->Se=2", "-o", str(tmp_path / "dec.csv")]) == 0
+    assert (
+        main(["decode", str(tmp_path / "emb.csv"), "--counts", "S->Se=2", "-o", str(tmp_path / "dec.csv")])
+        == 0
+    )
     dec = pd.read_csv(tmp_path / "dec.csv")
     assert dec["canonical_key"].tolist() == [f"ds1:{bytes(k).hex()}" for k in c.keys(x[6:8])]
     with pytest.raises(ValueError, match="vectors must have shape"):
@@ -240,8 +284,9 @@ def test_decode_returns_the_exact_class_of_low_density_embeddings(tmp_path, latt
 
 
 @pytest.mark.slow
-def test_verification_labels_the_best_candidates_once_and_resumes_without_recomputing(tmp_path, lattice,
-                                                                                     predictors) -> None:
+def test_verification_labels_the_best_candidates_once_and_resumes_without_recomputing(
+    tmp_path, lattice, predictors
+) -> None:
     pytest.importorskip("sevenn")
     window = PropertyWindow(FE, 0.80, 1.30)  # SevenNet-0 (its own chemical potentials) lies ~0.2-0.3 eV below
     work = tmp_path / "work"

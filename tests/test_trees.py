@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from defectspace import Canonicalizer, Lattice, _core
 from defectspace.descriptors import defect_histogram
 
@@ -44,7 +43,9 @@ def test_cpp_tree_walk_is_bit_identical_to_numpy_on_the_shipped_gap_model() -> N
     if not hasattr(model, "nodes_"):
         pytest.skip("the shipped gap model is not a single exported tree ensemble")
     c = Canonicalizer(lat)
-    x = np.vstack([c.sample({"S->V": 3}, 300, 1), c.sample({"Mo->V": 2, "Mo->W": 3, "S->V": 7, "S->Se": 7}, 300, 2)])
+    x = np.vstack(
+        [c.sample({"S->V": 3}, 300, 1), c.sample({"Mo->V": 2, "Mo->W": 3, "S->V": 7, "S->Se": 7}, 300, 2)]
+    )
     f = defect_histogram(x, lat)
     f[::17, 5] = np.nan  # missing values take the stored direction
     want = _numpy_walk(model, f)
@@ -54,11 +55,17 @@ def test_cpp_tree_walk_is_bit_identical_to_numpy_on_the_shipped_gap_model() -> N
 
 def test_tree_walker_refuses_out_of_range_nodes() -> None:
     x = np.zeros((2, 3))
-    args = dict(feature=np.array([5, 0, 0], np.int32), threshold=np.zeros(3), missing_left=np.zeros(3, np.uint8),
-                left=np.array([1, 0, 0], np.int32), right=np.array([2, 0, 0], np.int32),
-                is_leaf=np.array([0, 1, 1], np.uint8), value=np.array([0.0, 1.0, 2.0]),
-                offsets=np.array([0, 3], np.int64))
-    with pytest.raises(ValueError, match="feature 5 .of 3."):
+    args = dict(
+        feature=np.array([5, 0, 0], np.int32),
+        threshold=np.zeros(3),
+        missing_left=np.zeros(3, np.uint8),
+        left=np.array([1, 0, 0], np.int32),
+        right=np.array([2, 0, 0], np.int32),
+        is_leaf=np.array([0, 1, 1], np.uint8),
+        value=np.array([0.0, 1.0, 2.0]),
+        offsets=np.array([0, 3], np.int64),
+    )
+    with pytest.raises(ValueError, match=r"feature 5 \(of 3\)"):
         _core.predict_tree_ensemble(x, *args.values(), 0.5)
     args["feature"] = np.array([1, 0, 0], np.int32)
     np.testing.assert_array_equal(_core.predict_tree_ensemble(x, *args.values(), 0.5), [1.5, 1.5])

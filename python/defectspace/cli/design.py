@@ -63,8 +63,13 @@ def cmd_design(args: argparse.Namespace) -> int:
     lattice = lattice_from(args.lattice, args.supercell)
     ranges = parse_count_ranges(args.counts)
     targets = [parse_window(t) for t in args.target]
-    objective = (Objective(args.minimize) if args.minimize else
-                 Objective(args.maximize, maximize=True) if args.maximize else None)
+    objective = (
+        Objective(args.minimize)
+        if args.minimize
+        else Objective(args.maximize, maximize=True)
+        if args.maximize
+        else None
+    )
     predictors = _predictors(args.model, lattice)
     bars: dict[str, Any] = {}
 
@@ -78,10 +83,22 @@ def cmd_design(args: argparse.Namespace) -> int:
 
     work = Path(args.work_dir) if args.work_dir else out.with_name(out.name + ".work")
     try:
-        res = design(lattice, ranges, targets=targets, objective=objective, n=args.n, predictors=predictors,
-                     seed=args.seed, time_limit=args.time_limit, verify=args.verify,
-                     budget=args.budget or 0, work_dir=work if args.verify else None, progress=progress,
-                     n_threads=args.threads, engine_workers=args.engine_workers)
+        res = design(
+            lattice,
+            ranges,
+            targets=targets,
+            objective=objective,
+            n=args.n,
+            predictors=predictors,
+            seed=args.seed,
+            time_limit=args.time_limit,
+            verify=args.verify,
+            budget=args.budget or 0,
+            work_dir=work if args.verify else None,
+            progress=progress,
+            n_threads=args.threads,
+            engine_workers=args.engine_workers,
+        )
     finally:
         for bar in bars.values():
             bar.close()
@@ -90,12 +107,18 @@ def cmd_design(args: argparse.Namespace) -> int:
         print(f"model {name}: {p.describe_training()}", file=sys.stderr)
     print(res.summary(), file=sys.stderr)
     if len(res.states) < args.n:
-        print(f"only {len(res.states)} classes exist for these counts "
-              f"({'exhaustive search' if res.exhaustive else 'stochastic search'})", file=sys.stderr)
+        print(
+            f"only {len(res.states)} classes exist for these counts "
+            f"({'exhaustive search' if res.exhaustive else 'stochastic search'})",
+            file=sys.stderr,
+        )
     elif res.n_feasible < args.n:
-        print(f"only {res.n_feasible} classes found inside every window "
-              f"({'exhaustive: no other class is inside' if res.exhaustive else 'stochastic search: more may exist'}); "
-              f"the others are the closest found, with distance_to_window > 0", file=sys.stderr)
+        how = "exhaustive: no other class is inside" if res.exhaustive else "stochastic: more may exist"
+        print(
+            f"only {res.n_feasible} classes found inside every window ({how}); "
+            f"the others are the closest found, with distance_to_window > 0",
+            file=sys.stderr,
+        )
     print(f"{len(res.states)} designs -> {out}", file=sys.stderr)
     return 0
 
@@ -117,12 +140,18 @@ def cmd_decode(args: argparse.Namespace) -> int:
         raise InputError(f"input {path} does not exist")
     embedder = Embedder.load(args.model) if args.model else Embedder.load()
     try:
-        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, encoding="utf-8-sig")
+        df = (
+            pd.read_parquet(path)
+            if path.suffix.lower() == ".parquet"
+            else pd.read_csv(path, encoding="utf-8-sig")
+        )
     except Exception as exc:  # pandas raises several parser error types
         raise InputError(f"cannot read {path}: {exc}") from None
     cols = [f"emb_{i}" for i in range(embedder.dim)]
     if not set(cols) <= set(df.columns):
-        raise InputError(f"{path}: needs embedding columns {cols[0]}..{cols[-1]} (as `defectspace embed` writes)")
+        raise InputError(
+            f"{path}: needs embedding columns {cols[0]}..{cols[-1]} (as `defectspace embed` writes)"
+        )
     try:
         vectors = df[cols].to_numpy(dtype=np.float64)
     except ValueError:
@@ -138,41 +167,67 @@ def cmd_decode(args: argparse.Namespace) -> int:
     res = decode(embedder, vectors, counts, seed=args.seed)
     from defectspace.canonical import key_to_string
 
-    table = pd.DataFrame({"id": df["id"].astype(str) if "id" in df.columns else [f"row{i}" for i in range(len(df))],
-                          "defects": format_2dmd(res.states, embedder.lattice),
-                          "canonical_key": key_to_string(res.keys), "distance": res.distance,
-                          "exact_retrieval": res.exact})
+    table = pd.DataFrame(
+        {
+            "id": df["id"].astype(str) if "id" in df.columns else [f"row{i}" for i in range(len(df))],
+            "defects": format_2dmd(res.states, embedder.lattice),
+            "canonical_key": key_to_string(res.keys),
+            "distance": res.distance,
+            "exact_retrieval": res.exact,
+        }
+    )
     _write_table(table, out)
-    print(f"decoded {len(table)} embeddings (median distance reached {np.median(res.distance):.2e}) -> {out}",
-          file=sys.stderr)
+    print(
+        f"decoded {len(table)} embeddings (median distance reached {np.median(res.distance):.2e}) -> {out}",
+        file=sys.stderr,
+    )
     return 0
 
 
 def register(subparsers: Any) -> None:
     """Adds design and decode to the command line."""
     p = subparsers.add_parser(
-        "design", help="the best distinct defect classes inside property windows",
+        "design",
+        help="the best distinct defect classes inside property windows",
         description="Inverse design: returns the N best distinct symmetry classes of the given "
-                    "composition whose predicted properties lie inside every --target window, ranked "
-                    "by --minimize/--maximize or by the probability of lying inside the windows. "
-                    "Exhaustive where the classes can be enumerated, a deduplicated parallel-tempering "
-                    "search otherwise; an integer program proves the optimum of pair-expansion models.")
-    p.add_argument("--counts", required=True,
-                   help="composition, e.g. 'Mo->W=2,S->V=3'; ranges widen it: 'S->V=2..6'")
-    p.add_argument("--target", action="append", default=[], metavar="PROPERTY=LOW:HIGH",
-                   help="window of a predicted property in eV, e.g. 'homo_lumo_gap=0.90:0.95'; repeat")
+        "composition whose predicted properties lie inside every --target window, ranked "
+        "by --minimize/--maximize or by the probability of lying inside the windows. "
+        "Exhaustive where the classes can be enumerated, a deduplicated parallel-tempering "
+        "search otherwise; an integer program proves the optimum of pair-expansion models.",
+    )
+    p.add_argument(
+        "--counts", required=True, help="composition, e.g. 'Mo->W=2,S->V=3'; ranges widen it: 'S->V=2..6'"
+    )
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="PROPERTY=LOW:HIGH",
+        help="window of a predicted property in eV, e.g. 'homo_lumo_gap=0.90:0.95'; repeat",
+    )
     goal = p.add_mutually_exclusive_group()
     goal.add_argument("--minimize", metavar="PROPERTY", help="property to minimise")
     goal.add_argument("--maximize", metavar="PROPERTY", help="property to maximise")
     p.add_argument("-n", type=int, default=20, help="number of designs (default: 20)")
     p.add_argument("-o", "--output", required=True, help="output .csv or .parquet")
-    p.add_argument("--model", action="append", default=None,
-                   help="a saved predictor folder (repeat; default: the shipped ones)")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="a saved predictor folder (repeat; default: the shipped ones)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic search (default: 0)")
-    p.add_argument("--time-limit", type=float, default=60.0,
-                   help="seconds for the stochastic search and for the integer program (default: 60)")
-    p.add_argument("--verify", choices=["xtb", "sevenn", "chgnet"],
-                   help="label the most promising candidates with this engine")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=60.0,
+        help="seconds for the stochastic search and for the integer program (default: 60)",
+    )
+    p.add_argument(
+        "--verify",
+        choices=["xtb", "sevenn", "chgnet"],
+        help="label the most promising candidates with this engine",
+    )
     p.add_argument("--budget", type=int, help="at most this many engine calls (with --verify)")
     p.add_argument("--work-dir", help="engine labels of --verify (default: OUTPUT.work; resumable)")
     p.add_argument("--engine-workers", type=int, default=1, help="engine processes (default: 1)")
@@ -183,10 +238,12 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_design)
 
     p = subparsers.add_parser(
-        "decode", help="the placements whose embeddings are nearest to given vectors",
+        "decode",
+        help="the placements whose embeddings are nearest to given vectors",
         description="Decodes embeddings (columns emb_0..emb_11, as `defectspace embed` writes) back to "
-                    "placements: exact retrieval over the enumerated classes where the composition is "
-                    "small, a search where it is not; the composition is inferred when not given.")
+        "placements: exact retrieval over the enumerated classes where the composition is "
+        "small, a search where it is not; the composition is inferred when not given.",
+    )
     p.add_argument("input", help="CSV or Parquet with columns emb_0..emb_<dim-1> (and optionally id)")
     p.add_argument("-o", "--output", required=True, help="output .csv or .parquet")
     p.add_argument("--counts", help="composition of every vector, e.g. 'Mo->W=1,S->V=2' (default: inferred)")

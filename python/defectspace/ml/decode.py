@@ -107,8 +107,10 @@ class _Decoder:
         if self._reference is None:
             hi = max(1, int(0.3 * self.lattice.n_sites))
             rng = np.random.default_rng(self.seed)
-            parts = [random_placements(self.lattice, 4000, (1, 4), rng),
-                     random_placements(self.lattice, 4000, (1, hi), rng)]
+            parts = [
+                random_placements(self.lattice, 4000, (1, 4), rng),
+                random_placements(self.lattice, 4000, (1, hi), rng),
+            ]
             x = np.concatenate(parts)
             self._reference = (self.embedder.embed(x), composition(x, self.lattice))
         return self._reference
@@ -143,12 +145,19 @@ class _Decoder:
 
         def score(states: NDArray[np.uint8]) -> NDArray[np.float64]:
             e = self.embedder.embed(states).astype(np.float64)
-            return np.linalg.norm(e - v[None, :].astype(np.float64), axis=1)[:, None]
+            d: NDArray[np.float64] = np.linalg.norm(e - v[None, :].astype(np.float64), axis=1)
+            return d[:, None]
 
         archive = ClassArchive(self.canon, score)
         start = self.canon.sample(vec[1:], 64, self.seed)
-        parallel_tempering(archive, start, lambda s: s[:, 0], max_steps=self.steps, seed=self.seed,
-                           temperatures=(1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3))
+        parallel_tempering(
+            archive,
+            start,
+            lambda s: s[:, 0],
+            max_steps=self.steps,
+            seed=self.seed,
+            temperatures=(1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3),
+        )
         states, _, _, scores = archive.arrays()
         best = states[int(np.argmin(scores[:, 0]))]
         best_d = float(scores[:, 0].min())
@@ -214,8 +223,10 @@ def decode(
         else:
             arr = np.asarray(counts)
             if arr.shape != (n, lattice.n_kinds) or not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(f"counts must be a mapping or an integer ({n}, {lattice.n_kinds}) array, "
-                                 f"got {arr.dtype} {arr.shape}")
+                raise ValueError(
+                    f"counts must be a mapping or an integer ({n}, {lattice.n_kinds}) array, "
+                    f"got {arr.dtype} {arr.shape}"
+                )
             per_row = [[counts_vector(row, lattice)] for row in arr]
         for options in per_row:
             if options[0][1:].sum() == 0:

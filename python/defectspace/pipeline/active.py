@@ -40,8 +40,9 @@ class PoolSearch:
         return int(self.hits[k - 1]) if len(self.hits) >= k else None
 
 
-def _ensemble_mean_std(z_train: NDArray[np.float64], y_train: NDArray[np.float64],
-                       z: NDArray[np.float64], seed: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _ensemble_mean_std(
+    z_train: NDArray[np.float64], y_train: NDArray[np.float64], z: NDArray[np.float64], seed: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Mean and spread of an extremely-randomised-trees ensemble (the spread is the uncertainty)."""
     from sklearn.ensemble import ExtraTreesRegressor
 

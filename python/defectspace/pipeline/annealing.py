@@ -40,8 +40,9 @@ class ClassArchive:
         self._keys: list[NDArray[np.uint8]] = []
         self._orbits: list[NDArray[np.int64]] = []
         self._scores: list[NDArray[np.float64]] = []
-        self._cache: tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.int64],
-                           NDArray[np.float64]] | None = None
+        self._cache: (
+            tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.int64], NDArray[np.float64]] | None
+        ) = None
         self.n_proposed = 0
 
     def __len__(self) -> int:
@@ -61,15 +62,17 @@ class ClassArchive:
             self._cache = None
         return np.asarray(inverse, dtype=np.int64)
 
-    def arrays(self) -> tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.int64],
-                              NDArray[np.float64]]:
+    def arrays(self) -> tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.int64], NDArray[np.float64]]:
         """(states, keys, orbit sizes, scores) of every archived class, in first-seen order."""
         if self._cache is None:
             if not self._states:
                 n_sites = self.canonicalizer.lattice.n_sites
-                self._cache = (np.zeros((0, n_sites), np.uint8),
-                               np.zeros((0, self.canonicalizer.key_bytes), np.uint8),
-                               np.zeros(0, np.int64), np.zeros((0, 0)))
+                self._cache = (
+                    np.zeros((0, n_sites), np.uint8),
+                    np.zeros((0, self.canonicalizer.key_bytes), np.uint8),
+                    np.zeros(0, np.int64),
+                    np.zeros((0, 0)),
+                )
             else:
                 self._states = [np.concatenate(self._states)]
                 self._keys = [np.concatenate(self._keys)]
@@ -104,9 +107,14 @@ def _sites_by_type(site_types: NDArray[np.int32]) -> list[NDArray[np.int64]]:
     return [np.flatnonzero(site_types == t) for t in range(int(site_types.max()) + 1)]
 
 
-def propose(states: NDArray[np.uint8], defect_sites: NDArray[np.int64], site_types: NDArray[np.int32],
-            by_type: Sequence[NDArray[np.int64]], rng: np.random.Generator, swap_fraction: float = 0.3
-            ) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+def propose(
+    states: NDArray[np.uint8],
+    defect_sites: NDArray[np.int64],
+    site_types: NDArray[np.int32],
+    by_type: Sequence[NDArray[np.int64]],
+    rng: np.random.Generator,
+    swap_fraction: float = 0.3,
+) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
     """One composition-preserving move per row: (new states, their defect sites).
 
     ``defect_sites`` (n, n_defects) lists each row's defect sites. A hop moves a random defect to a
@@ -118,15 +126,16 @@ def propose(states: NDArray[np.uint8], defect_sites: NDArray[np.int64], site_typ
     rows = np.arange(n)
     out = states.copy()
     sites = defect_sites.copy()
-    j = rng.integers(k, size=n)
+    j = np.asarray(rng.integers(k, size=n), dtype=np.int64)
     src = defect_sites[rows, j]
     src_type = site_types[src]
     code = states[rows, src]
     # swaps
     j2 = rng.integers(k, size=n)
     partner = defect_sites[rows, j2]
-    do_swap = ((rng.random(n) < swap_fraction) & (site_types[partner] == src_type)
-               & (states[rows, partner] != code))
+    do_swap = (
+        (rng.random(n) < swap_fraction) & (site_types[partner] == src_type) & (states[rows, partner] != code)
+    )
     sw = np.flatnonzero(do_swap)
     out[sw, src[sw]] = states[sw, partner[sw]]
     out[sw, partner[sw]] = code[sw]
@@ -222,5 +231,4 @@ def parallel_tempering(
         if on_step is not None:
             on_step(n)
     seconds = time.perf_counter() - t0
-    return x, TemperingStats(step, proposals, len(archive) - before, seconds,
-                             accepted / max(proposals, 1))
+    return x, TemperingStats(step, proposals, len(archive) - before, seconds, accepted / max(proposals, 1))

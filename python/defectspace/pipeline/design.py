@@ -47,8 +47,11 @@ Array = NDArray[np.float64]
 EXHAUSTIVE_LIMIT = 1_000_000
 """Largest number of classes (summed over the compositions) that is scored exhaustively."""
 
-ENGINE_PROPERTY = {"xtb": "homo_lumo_gap", "sevenn": "formation_energy_per_site",
-                   "chgnet": "formation_energy_per_site"}
+ENGINE_PROPERTY = {
+    "xtb": "homo_lumo_gap",
+    "sevenn": "formation_energy_per_site",
+    "chgnet": "formation_energy_per_site",
+}
 """The property each verification engine measures."""
 
 _SIGMA_PER_MAE = math.sqrt(math.pi / 2)  # sigma of a normal distribution with unit mean |error|
@@ -118,8 +121,9 @@ def parse_count_ranges(text: str) -> dict[str, tuple[int, int]]:
     return out
 
 
-def compositions(lattice: Lattice, ranges: Mapping[str, tuple[int, int]] | Mapping[str, int]
-                 ) -> list[NDArray[np.int64]]:
+def compositions(
+    lattice: Lattice, ranges: Mapping[str, tuple[int, int]] | Mapping[str, int]
+) -> list[NDArray[np.int64]]:
     """Every count vector (n_kinds + 1, entry 0 unused) the ranges allow that the lattice can hold."""
     labels = list(ranges)
     spans = []
@@ -137,10 +141,15 @@ def compositions(lattice: Lattice, ranges: Mapping[str, tuple[int, int]] | Mappi
             fits = True
             out.append(vec)
     if not out:
-        text = ",".join(f"{k}={r}" if isinstance(r, int) else f"{k}={r[0]}" if r[0] == r[1] else f"{k}={r[0]}..{r[1]}"
-                        for k, r in ranges.items())
-        why = "hold no defect" if not fits and all(s.stop == 1 for s in spans) else \
-            f"do not fit the {lattice.supercell[0]}x{lattice.supercell[1]} supercell"
+        text = ",".join(
+            f"{k}={r}" if isinstance(r, int) else f"{k}={r[0]}" if r[0] == r[1] else f"{k}={r[0]}..{r[1]}"
+            for k, r in ranges.items()
+        )
+        why = (
+            "hold no defect"
+            if not fits and all(s.stop == 1 for s in spans)
+            else f"do not fit the {lattice.supercell[0]}x{lattice.supercell[1]} supercell"
+        )
         raise ValueError(f"the counts {text} {why}")
     return out
 
@@ -167,8 +176,7 @@ def n_placements(vec: NDArray[np.int64], lattice: Lattice) -> int:
 
 
 # --------------------------------------------------------------------------- the surrogate
-def predict_mean_std(predictor: Any, states: NDArray[np.uint8], lattice: Lattice
-                     ) -> tuple[Array, Array]:
+def predict_mean_std(predictor: Any, states: NDArray[np.uint8], lattice: Lattice) -> tuple[Array, Array]:
     """A predictor's mean and 1-sigma uncertainty (eV) for placements.
 
     Predictors with ``predict_with_std`` give their own; otherwise the uncertainty is the normal
@@ -251,8 +259,9 @@ class Surrogate:
 
 
 # --------------------------------------------------------------------------- ranking
-def window_probability(mean: Array, std: Array, windows: Sequence[PropertyWindow],
-                       names: Sequence[str]) -> Array:
+def window_probability(
+    mean: Array, std: Array, windows: Sequence[PropertyWindow], names: Sequence[str]
+) -> Array:
     """(n,) probability that every windowed property lies in its window (independent normals)."""
     from scipy.special import ndtr
 
@@ -273,8 +282,9 @@ def window_distance(mean: Array, windows: Sequence[PropertyWindow], names: Seque
     return d
 
 
-def _energy(surrogate: Surrogate, windows: Sequence[PropertyWindow], objective: Objective | None
-            ) -> Callable[[Array], Array]:
+def _energy(
+    surrogate: Surrogate, windows: Sequence[PropertyWindow], objective: Objective | None
+) -> Callable[[Array], Array]:
     """The annealing energy: the objective in units of its sigma plus a window penalty, or the
     negative log-probability of lying inside every window."""
     names = list(surrogate.names)
@@ -298,8 +308,13 @@ def _energy(surrogate: Surrogate, windows: Sequence[PropertyWindow], objective: 
     return energy
 
 
-def rank(mean: Array, std: Array, names: Sequence[str], windows: Sequence[PropertyWindow],
-         objective: Objective | None) -> tuple[NDArray[np.int64], NDArray[np.bool_], Array, Array]:
+def rank(
+    mean: Array,
+    std: Array,
+    names: Sequence[str],
+    windows: Sequence[PropertyWindow],
+    objective: Objective | None,
+) -> tuple[NDArray[np.int64], NDArray[np.bool_], Array, Array]:
     """Order of candidates: (order, in_window, p_window, distance).
 
     Candidates whose predicted means lie inside every window come first: by the objective when
@@ -381,7 +396,8 @@ class DesignResult:
         i = self.names.index(self.objective.name)
         best = float(self.mean[0, i])
         return all(g.proven_optimal for g in self.optimum) and any(
-            abs(g.value - best) <= 1e-9 * max(1.0, abs(best)) for g in self.optimum)
+            abs(g.value - best) <= 1e-9 * max(1.0, abs(best)) for g in self.optimum
+        )
 
     @property
     def verified(self) -> NDArray[np.bool_]:
@@ -393,12 +409,14 @@ class DesignResult:
         its uncertainty, p_window, in_window, distance_to_window, and the engine columns."""
         import pandas as pd
 
-        df = pd.DataFrame({
-            "id": [f"design{i}" for i in range(len(self.orbit_size))],
-            "defects": format_2dmd(self.states, self.lattice),
-            "canonical_key": key_to_string(self.keys),
-            "orbit_size": self.orbit_size,
-        })
+        df = pd.DataFrame(
+            {
+                "id": [f"design{i}" for i in range(len(self.orbit_size))],
+                "defects": format_2dmd(self.states, self.lattice),
+                "canonical_key": key_to_string(self.keys),
+                "orbit_size": self.orbit_size,
+            }
+        )
         for i, name in enumerate(self.names):
             df[name] = self.mean[:, i]
             df[f"{name}_std"] = self.std[:, i]
@@ -416,23 +434,39 @@ class DesignResult:
 
     def summary(self) -> str:
         """A few lines for stderr."""
-        lines = [f"{len(self.orbit_size)} designs ({self.n_feasible} of {self.n_scored} scored classes "
-                 f"inside every window); {self.n_proposed} candidates looked up in {self.seconds:.1f} s; "
-                 f"search {'exhaustive (exact for the model)' if self.exhaustive else 'stochastic'}"]
+        lines = [
+            f"{len(self.orbit_size)} designs ({self.n_feasible} of {self.n_scored} scored classes "
+            f"inside every window); {self.n_proposed} candidates looked up in {self.seconds:.1f} s; "
+            f"search {'exhaustive (exact for the model)' if self.exhaustive else 'stochastic'}"
+        ]
         for g in self.optimum:
-            state = "proven optimal" if g.proven_optimal else f"not proven within its time limit (bound {g.bound:.6f})"
+            state = (
+                "proven optimal"
+                if g.proven_optimal
+                else f"not proven within its time limit (bound {g.bound:.6f})"
+            )
             lines.append(f"integer program: optimum {g.value:.6f} eV, {state}, {g.seconds:.1f} s")
         if self.optimum and self.objective is not None and len(self.mean):
             i = self.names.index(self.objective.name)
-            best = min(g.value for g in self.optimum) if not self.objective.maximize else \
-                max(g.value for g in self.optimum)
-            lines.append(f"best design {self.mean[0, i]:.6f} eV; gap to the integer program "
-                         f"{abs(self.mean[0, i] - best) * 1000:.3f} meV")
-        lines.append("first design proven optimal for the model" if self.proven_optimal
-                     else "first design not proven optimal")
+            best = (
+                min(g.value for g in self.optimum)
+                if not self.objective.maximize
+                else max(g.value for g in self.optimum)
+            )
+            lines.append(
+                f"best design {self.mean[0, i]:.6f} eV; gap to the integer program "
+                f"{abs(self.mean[0, i] - best) * 1000:.3f} meV"
+            )
+        lines.append(
+            "first design proven optimal for the model"
+            if self.proven_optimal
+            else "first design not proven optimal"
+        )
         if self.engine:
-            lines.append(f"{self.engine}: {int(self.verified.sum())} designs verified, "
-                         f"{self.engine_calls} engine labels used")
+            lines.append(
+                f"{self.engine}: {int(self.verified.sum())} designs verified, "
+                f"{self.engine_calls} engine labels used"
+            )
         return "\n".join(lines)
 
 
@@ -509,9 +543,13 @@ def design(
         if work_dir is None:
             raise ValueError("verification needs a work folder for its engine labels")
     # the search scores only what decides the ranking; the designs get every property at the end
-    active = [nm for nm in names if nm in {w.name for w in targets}
-              or (objective is not None and nm == objective.name)
-              or (verify is not None and nm == ENGINE_PROPERTY[verify])]
+    active = [
+        nm
+        for nm in names
+        if nm in {w.name for w in targets}
+        or (objective is not None and nm == objective.name)
+        or (verify is not None and nm == ENGINE_PROPERTY[verify])
+    ]
     surrogate = Surrogate({nm: predictors[nm] for nm in active}, lattice)
     comps = compositions(lattice, counts)
     canon = Canonicalizer(lattice, n_threads=n_threads)
@@ -526,17 +564,24 @@ def design(
     if exhaustive:
         for vec in comps:
             e = canon.enumerate(vec[1:])
-            for start in range(0, len(e.orbit_size), 65536):
-                archive.add(e.canonical[start:start + 65536])
-                tick("score", min(65536, len(e.orbit_size) - start))
+            for lo in range(0, len(e.orbit_size), 65536):
+                archive.add(e.canonical[lo : lo + 65536])
+                tick("score", min(65536, len(e.orbit_size) - lo))
     else:
         rng = np.random.default_rng(seed)
         per = max(8, (chains // len(comps)) // 8 * 8)
         for ci, vec in enumerate(comps):
             start = canon.sample(vec[1:], per, int(rng.integers(2**62)))
             remaining = max(deadline - time.perf_counter(), 0.0) / (len(comps) - ci)
-            parallel_tempering(archive, start, energy, max_steps=10**9, time_limit=remaining,
-                               seed=int(rng.integers(2**62)), on_step=lambda k: tick("search", k))
+            parallel_tempering(
+                archive,
+                start,
+                energy,
+                max_steps=10**9,
+                time_limit=remaining,
+                seed=int(rng.integers(2**62)),
+                on_step=lambda k: tick("search", k),
+            )
 
     optimum: list[GroundState] = []
     if prove and objective is not None and not targets and not exhaustive:
@@ -546,8 +591,21 @@ def design(
     engine_calls = 0
     if verify is not None:
         engine_value, engine_calls = _verify_loop(
-            archive, surrogate, targets, objective, verify, budget, Path(work_dir or "."),
-            n, exhaustive, energy, seed, max(deadline - time.perf_counter(), 0.0), engine_workers, tick)
+            archive,
+            surrogate,
+            targets,
+            objective,
+            verify,
+            budget,
+            Path(work_dir or "."),
+            n,
+            exhaustive,
+            energy,
+            seed,
+            max(deadline - time.perf_counter(), 0.0),
+            engine_workers,
+            tick,
+        )
 
     states, keys, orbits, scores = archive.arrays()
     mean, std = surrogate.corrected(scores)
@@ -568,14 +626,38 @@ def design(
         mean_all[:, names.index(nm)] = mean[top, i]
         std_all[:, names.index(nm)] = std[top, i]
     return DesignResult(
-        lattice, states[top], keys[top], orbits[top], tuple(names), mean_all, std_all, p[top],
-        inside[top], dist[top], tuple(targets), objective, int(inside.sum()), len(orbits),
-        archive.n_proposed, exhaustive, time.perf_counter() - t0, optimum, verify or "",
-        eng_all[top] if verify else np.zeros(0), engine_calls)
+        lattice,
+        states[top],
+        keys[top],
+        orbits[top],
+        tuple(names),
+        mean_all,
+        std_all,
+        p[top],
+        inside[top],
+        dist[top],
+        tuple(targets),
+        objective,
+        int(inside.sum()),
+        len(orbits),
+        archive.n_proposed,
+        exhaustive,
+        time.perf_counter() - t0,
+        optimum,
+        verify or "",
+        eng_all[top] if verify else np.zeros(0),
+        engine_calls,
+    )
 
 
-def _prove(predictor: Any, lattice: Lattice, comps: Sequence[NDArray[np.int64]], objective: Objective,
-           time_limit: float, archive: ClassArchive) -> list[GroundState]:
+def _prove(
+    predictor: Any,
+    lattice: Lattice,
+    comps: Sequence[NDArray[np.int64]],
+    objective: Objective,
+    time_limit: float,
+    archive: ClassArchive,
+) -> list[GroundState]:
     """The integer program's optimum per composition (added to the archive as a candidate)."""
     from defectspace.pipeline.groundstate import minimize_pair_expansion, pair_expansion
 
@@ -584,17 +666,30 @@ def _prove(predictor: Any, lattice: Lattice, comps: Sequence[NDArray[np.int64]],
         return []
     out = []
     for vec in comps:
-        g = minimize_pair_expansion(expansion, lattice, vec, maximize=objective.maximize,
-                                    time_limit=time_limit)
+        g = minimize_pair_expansion(
+            expansion, lattice, vec, maximize=objective.maximize, time_limit=time_limit
+        )
         archive.add(g.state[None, :])
         out.append(g)
     return out
 
 
-def _verify_loop(archive: ClassArchive, surrogate: Surrogate, targets: Sequence[PropertyWindow],
-                 objective: Objective | None, engine: str, budget: int, work_dir: Path, n: int,
-                 exhaustive: bool, energy: Callable[[Array], Array], seed: int, time_left: float,
-                 workers: int, tick: Progress) -> tuple[Array, int]:
+def _verify_loop(
+    archive: ClassArchive,
+    surrogate: Surrogate,
+    targets: Sequence[PropertyWindow],
+    objective: Objective | None,
+    engine: str,
+    budget: int,
+    work_dir: Path,
+    n: int,
+    exhaustive: bool,
+    energy: Callable[[Array], Array],
+    seed: int,
+    time_left: float,
+    workers: int,
+    tick: Progress,
+) -> tuple[Array, int]:
     """Rounds of: rank, label the best unverified candidates, correct the surrogate, search on.
 
     Returns the engine's value per archived class (NaN where not labelled) and the labels used.
@@ -632,10 +727,16 @@ def _verify_loop(archive: ClassArchive, surrogate: Surrogate, targets: Sequence[
             order, _, _, _ = rank(*surrogate.corrected(scores), names, targets, objective)
             n_def = (states[order] > 0).sum(axis=1)
             same = order[n_def == n_def[0]][:64]
-            start = states[np.resize(same, 64)]
-            parallel_tempering(archive, start, energy, max_steps=10**9,
-                               time_limit=time_left / rounds, seed=int(rng.integers(2**62)),
-                               on_step=lambda k: tick("search", k))
+            restart = states[np.resize(same, 64)]
+            parallel_tempering(
+                archive,
+                restart,
+                energy,
+                max_steps=10**9,
+                time_limit=time_left / rounds,
+                seed=int(rng.integers(2**62)),
+                on_step=lambda k: tick("search", k),
+            )
     out = np.full(len(archive.arrays()[2]), np.nan)
     for i, v in known.items():
         out[i] = v

@@ -69,23 +69,28 @@ class PairExpansion:
 def pair_expansion(predictor: Any) -> PairExpansion | None:
     """The pair cluster expansion of a fitted predictor, or None where its model is not one.
 
-    Exact for a ridge model on the ``hist`` descriptor, with or without a ridge engine prior on
-    ``hist``: the damped pair sums are linear in the shell counts and fold into ``J``.
+    Exact for a model on the ``hist`` descriptor that is linear in it: ridge, or an ensemble whose
+    members are all ridge (their weighted average is one linear model), with or without a ridge
+    engine prior on ``hist``. The damped pair sums are linear in the shell counts and fold into ``J``.
     """
-    from defectspace.predict import RidgeRegressor
+    from defectspace.predict import EnsembleRegressor, RidgeRegressor
 
     lattice = predictor.lattice
-    if (lattice is None or predictor.descriptor != "hist"
-            or not isinstance(predictor.model, RidgeRegressor)):
+    if lattice is None or predictor.descriptor != "hist":
+        return None
+    model = predictor.model
+    if isinstance(model, RidgeRegressor):
+        coef, const = np.asarray(model.coef_, dtype=np.float64), float(model.intercept_)
+    elif isinstance(model, EnsembleRegressor) and model.linear_coefficients() is not None:
+        coef, const = model.linear_coefficients()  # type: ignore[misc]
+    else:
         return None
     if predictor.prior is not None and not isinstance(predictor.prior, RidgeRegressor):
         return None
-    coef = np.asarray(predictor.model.coef, dtype=np.float64)
-    const = float(predictor.model.intercept)
     if predictor.prior is not None:
         w_prior, coef = coef[0], coef[1:]
-        coef = coef + w_prior * np.asarray(predictor.prior.coef, dtype=np.float64)
-        const += w_prior * float(predictor.prior.intercept)
+        coef = coef + w_prior * np.asarray(predictor.prior.coef_, dtype=np.float64)
+        const += w_prior * float(predictor.prior.intercept_)
     table, n_hist, names = desc._histogram_layout(lattice)
     if coef.shape[0] != len(names):
         return None
@@ -119,8 +124,9 @@ class GroundState:
     """HiGHS's message."""
 
 
-def _site_orbit_representatives(lattice: Lattice, subgroup: str, sites: NDArray[np.int64]
-                                ) -> NDArray[np.int64]:
+def _site_orbit_representatives(
+    lattice: Lattice, subgroup: str, sites: NDArray[np.int64]
+) -> NDArray[np.int64]:
     perms = lattice.symmetry(subgroup).permutations
     seen: set[int] = set()
     reps = []
@@ -201,8 +207,13 @@ def minimize_pair_expansion(
     hi: list[float] = []
     r = 0
 
-    def add(rr: NDArray[np.int64], cc: NDArray[np.int64], vv: NDArray[np.float64],
-            lower: NDArray[np.float64], upper: NDArray[np.float64]) -> None:
+    def add(
+        rr: NDArray[np.int64],
+        cc: NDArray[np.int64],
+        vv: NDArray[np.float64],
+        lower: NDArray[np.float64],
+        upper: NDArray[np.float64],
+    ) -> None:
         rows.append(rr)
         cols.append(cc)
         vals.append(vv)
@@ -212,27 +223,43 @@ def minimize_pair_expansion(
     # composition: sum_s x_sk = c_k
     for k in kinds:
         members = np.asarray([xidx[(s, kk)] for s, kk in xs if kk == k])
-        add(np.full(len(members), r), members, np.ones(len(members)), np.array([vec[k]], float),
-            np.array([vec[k]], float))
+        add(
+            np.full(len(members), r),
+            members,
+            np.ones(len(members)),
+            np.array([vec[k]], float),
+            np.array([vec[k]], float),
+        )
         r += 1
     # one defect per site
     sites = sorted({s for s, _ in xs})
     for s in sites:
         members = np.asarray([xidx[(s, k)] for k in kinds if (s, k) in xidx])
         if len(members) > 1:
-            add(np.full(len(members), r), members, np.ones(len(members)), np.array([-np.inf]),
-                np.array([1.0]))
+            add(
+                np.full(len(members), r), members, np.ones(len(members)), np.array([-np.inf]), np.array([1.0])
+            )
             r += 1
     # linearisation: y <= x_a, y <= x_b, y >= x_a + x_b - 1
     yi = nx + np.arange(ny)
     for other in (ya_arr, yb_arr):
         rr = r + np.arange(ny)
-        add(np.concatenate([rr, rr]), np.concatenate([yi, other]),
-            np.concatenate([np.ones(ny), -np.ones(ny)]), np.full(ny, -np.inf), np.zeros(ny))
+        add(
+            np.concatenate([rr, rr]),
+            np.concatenate([yi, other]),
+            np.concatenate([np.ones(ny), -np.ones(ny)]),
+            np.full(ny, -np.inf),
+            np.zeros(ny),
+        )
         r += ny
     rr = r + np.arange(ny)
-    add(np.concatenate([rr, rr, rr]), np.concatenate([yi, ya_arr, yb_arr]),
-        np.concatenate([np.ones(ny), -np.ones(ny), -np.ones(ny)]), np.full(ny, -1.0), np.full(ny, np.inf))
+    add(
+        np.concatenate([rr, rr, rr]),
+        np.concatenate([yi, ya_arr, yb_arr]),
+        np.concatenate([np.ones(ny), -np.ones(ny), -np.ones(ny)]),
+        np.full(ny, -1.0),
+        np.full(ny, np.inf),
+    )
     r += ny
     # RLT: for each x_a and kind l, sum of y over partners of kind l = (c_l - [k_a == l]) x_a
     partner_kind = np.asarray([k for _, k in xs])
@@ -254,13 +281,18 @@ def minimize_pair_expansion(
     add(np.full(len(members), r), members, np.ones(len(members)), np.array([1.0]), np.array([np.inf]))
     r += 1
 
-    a_mat = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                       shape=(r, n_var)).tocsr()
+    a_mat = coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, n_var)
+    ).tocsr()
     integrality = np.zeros(n_var)
     integrality[:nx] = 1
-    res = milp(c, constraints=LinearConstraint(a_mat, np.asarray(lo), np.asarray(hi)),
-               integrality=integrality, bounds=Bounds(np.zeros(n_var), np.ones(n_var)),
-               options={"time_limit": float(time_limit), "mip_rel_gap": mip_rel_gap, "disp": False})
+    res = milp(
+        c,
+        constraints=LinearConstraint(a_mat, np.asarray(lo), np.asarray(hi)),
+        integrality=integrality,
+        bounds=Bounds(np.zeros(n_var), np.ones(n_var)),
+        options={"time_limit": float(time_limit), "mip_rel_gap": mip_rel_gap, "disp": False},
+    )
     seconds = time.perf_counter() - t0
     if res.x is None:
         raise RuntimeError(f"HiGHS found no placement within {time_limit} s: {res.message}")

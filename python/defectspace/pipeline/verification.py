@@ -49,8 +49,10 @@ class EngineLabels:
         df = pd.read_csv(self.output, dtype={"id": str})
         values = pd.to_numeric(df.get(self.property), errors="coerce")
         ok = df["status"] == "ok"
-        return {str(i): (float(v) if good else float("nan"))
-                for i, v, good in zip(df["id"], values, ok, strict=True)}
+        return {
+            str(i): (float(v) if good else float("nan"))
+            for i, v, good in zip(df["id"], values, ok, strict=True)
+        }
 
     def measure(self, states: NDArray[np.uint8], keys: Sequence[str]) -> NDArray[np.float64]:
         """The engine's value for each class (computing only those not labelled yet)."""
@@ -61,19 +63,22 @@ class EngineLabels:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         keys = list(keys)
         by_key = dict(zip(keys, np.asarray(states, dtype=np.uint8), strict=True))
-        old = (pd.read_csv(self.candidates, dtype=str, keep_default_na=False)
-               if self.candidates.exists() else pd.DataFrame({"id": [], "defects": []}))
+        old = (
+            pd.read_csv(self.candidates, dtype=str, keep_default_na=False)
+            if self.candidates.exists()
+            else pd.DataFrame({"id": [], "defects": []})
+        )
         new = [k for k in keys if k not in set(old["id"])]
         if new:
-            rows = pd.DataFrame({"id": new, "defects": format_2dmd(np.stack([by_key[k] for k in new]),
-                                                                   self.lattice)})
+            rows = pd.DataFrame(
+                {"id": new, "defects": format_2dmd(np.stack([by_key[k] for k in new]), self.lattice)}
+            )
             write_csv_atomic(pd.concat([old, rows], ignore_index=True), self.candidates)
         known = pd.read_csv(self.candidates, dtype=str, keep_default_na=False)
         defects_of = dict(zip(known["id"], known["defects"], strict=True))
         todo = [k for k in keys if k not in self.done()]
         if todo:
-            _label(self.candidates, self.output, self.engine, self.workers, todo,
-                   self._loader(defects_of))
+            _label(self.candidates, self.output, self.engine, self.workers, todo, self._loader(defects_of))
         self._asked.update(keys)
         done = self.done()
         return np.asarray([done.get(k, float("nan")) for k in keys], dtype=np.float64)
@@ -95,9 +100,11 @@ class EngineLabels:
         return load
 
 
-def _label(candidates: Path, output: Path, engine: str, workers: int, ids: Sequence[str],
-           loader: Any) -> None:
+def _label(
+    candidates: Path, output: Path, engine: str, workers: int, ids: Sequence[str], loader: Any
+) -> None:
     from defectspace.engines import label_structures
 
-    label_structures(candidates, output, engine, workers=workers, ids=ids, structure_loader=loader,
-                     progress=False)
+    label_structures(
+        candidates, output, engine, workers=workers, ids=ids, structure_loader=loader, progress=False
+    )
