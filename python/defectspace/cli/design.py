@@ -56,8 +56,9 @@ def cmd_design(args: argparse.Namespace) -> int:
     out = _check_output(args.output)
     if args.n < 1:
         raise ValueError(f"-n must be >= 1, got {args.n}")
-    if args.time_limit <= 0:
-        raise ValueError(f"--time-limit must be positive, got {args.time_limit}")
+    if args.time_limit <= 0 or args.prove_time_limit <= 0:
+        raise ValueError(f"--time-limit and --prove-time-limit must be positive, got {args.time_limit}, "
+                         f"{args.prove_time_limit}")
     if (args.verify is None) != (args.budget is None):
         raise ValueError("--verify and --budget go together")
     lattice = lattice_from(args.lattice, args.supercell)
@@ -92,6 +93,7 @@ def cmd_design(args: argparse.Namespace) -> int:
             predictors=predictors,
             seed=args.seed,
             time_limit=args.time_limit,
+            prove_time_limit=args.prove_time_limit,
             verify=args.verify,
             budget=args.budget or 0,
             work_dir=work if args.verify else None,
@@ -221,7 +223,13 @@ def register(subparsers: Any) -> None:
         "--time-limit",
         type=float,
         default=60.0,
-        help="seconds for the stochastic search and for the integer program (default: 60)",
+        help="seconds for the stochastic search (default: 60)",
+    )
+    p.add_argument(
+        "--prove-time-limit",
+        type=float,
+        default=300.0,
+        help="seconds for the integer program that proves a pair-expansion optimum (default: 300)",
     )
     p.add_argument(
         "--verify",

@@ -487,6 +487,7 @@ def design(
     exhaustive_limit: int = EXHAUSTIVE_LIMIT,
     chains: int = 512,
     prove: bool = True,
+    prove_time_limit: float = 300.0,
     verify: str | None = None,
     budget: int = 0,
     work_dir: str | Path | None = None,
@@ -509,6 +510,7 @@ def design(
         exhaustive_limit: score every class when the compositions have at most this many.
         chains: parallel-tempering chains (a multiple of 8).
         prove: solve the integer program where the objective's model is a pair expansion.
+        prove_time_limit: seconds for each integer program (past it: the best found and the bound).
         verify: engine (``xtb``, ``sevenn``, ``chgnet``) that labels the best candidates.
         budget: at most this many engine labels.
         work_dir: folder of the resumable engine labels (needed with ``verify``).
@@ -585,7 +587,7 @@ def design(
 
     optimum: list[GroundState] = []
     if prove and objective is not None and not targets and not exhaustive:
-        optimum = _prove(predictors[objective.name], lattice, comps, objective, time_limit, archive)
+        optimum = _prove(predictors[objective.name], lattice, comps, objective, prove_time_limit, archive)
 
     engine_value = None
     engine_calls = 0
