@@ -340,7 +340,8 @@ struct SortedImages {
 // a comparison needs them: a lone candidate builds nothing, and most stop at the first segment.
 template <class Images, class Word>
 SmallestImage smallest_image(const SymmetryGroup& G, const Workspace& w, std::uint32_t n_present, Site t_star,
-                             const Images& images, std::vector<Word>& current, std::vector<Word>& best) {
+                             std::uint32_t first_compared, const Images& images, std::vector<Word>& current,
+                             std::vector<Word>& best) {
   SmallestImage result;
   bool have_best = false;
   std::uint32_t best_built = 0;  // segments of the best image written into best
@@ -352,7 +353,7 @@ SmallestImage smallest_image(const SymmetryGroup& G, const Workspace& w, std::ui
       return;
     }
     int cmp = 0;
-    std::uint32_t r = 0;
+    std::uint32_t r = first_compared;
     for (; r < n_present && cmp == 0; ++r) {
       images.build(p, w, r, current.data());
       if (best_built <= r) {
@@ -595,19 +596,24 @@ void canonicalize_extracted(const Canonicalizer& c, Workspace& w, std::uint8_t* 
   collect_anchors(G, w, anchor_kind);
   keep_anchors_of_smallest_environment(c, w, anchor_kind);
   const Site t_star = pair_anchors_with_partners(c, w, anchor_kind);
+  // Every candidate brings the anchor to m* and the partner to t*: when they are all the anchor
+  // kind has, its segment is the same under every candidate and is not compared.
+  const std::uint32_t anchor_count = w.counts[anchor_kind];
+  const std::uint32_t first_compared = anchor_count == 1 || (anchor_count == 2 && w.nd > 1) ? 1 : 0;
   SmallestImage best;
   const std::size_t n_words = (c.n_sites() + 63) / 64;
   if (n_words <= kMaxBitsetWords && w.nd >= kMinDefectsPerWordForBitsets * n_words) {
     w.current_bits.resize(n_present * n_words);
     w.best_bits.resize(n_present * n_words);
-    best = smallest_image(G, w, n_present, t_star, BitsetImages{n_words}, w.current_bits, w.best_bits);
+    best = smallest_image(G, w, n_present, t_star, first_compared, BitsetImages{n_words}, w.current_bits,
+                          w.best_bits);
   } else {
     std::uint32_t offsets[257];
     offsets[0] = 0;
     for (std::uint32_t r = 0; r < n_present; ++r) offsets[r + 1] = offsets[r] + w.counts[w.kind_of_rank[r]];
     w.current.resize(w.nd);
     w.best.resize(w.nd);
-    best = smallest_image(G, w, n_present, t_star, SortedImages{offsets}, w.current, w.best);
+    best = smallest_image(G, w, n_present, t_star, first_compared, SortedImages{offsets}, w.current, w.best);
   }
   visit_element(G, best.g, [&](const auto& p) {
     if (canonical) write_canonical(c, w, p, canonical);
