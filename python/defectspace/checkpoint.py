@@ -44,8 +44,8 @@ def read_metadata(path: str | Path, fmt: CheckpointFormat) -> tuple[dict[str, An
     meta_path = p / fmt.meta_file if p.is_dir() else p
     if not meta_path.is_file():
         raise ValueError(f"no {fmt.what} checkpoint at {p} (expected {fmt.meta_file})")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:  # a byte order mark (an editor's) is no reason to refuse the file
+        meta = json.loads(meta_path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{fmt.what} metadata {meta_path} is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != fmt.name:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,26 +63,113 @@ def read_placements(path: str | Path, lattice: Lattice, on_error: OnError = "fai
     return _read_table(p, lattice, on_error)
 
 
-def _read_table(path: Path, lattice: Lattice, on_error: OnError) -> PlacementTable:
-    """A CSV or Parquet table with id,defects; errors name the CSV line or the Parquet row."""
+# ----------------------------------------------------------------------------- the one reader
+def _one_line(text: str) -> str:
+    """A message on one line (pandas and pyarrow messages can span several)."""
+    return " ".join(str(text).split())
+
+
+def _check_file(path: Path) -> None:
+    """InputError naming an input file that is missing, a folder or empty."""
+    if not path.exists():
+        raise InputError(f"input {path} does not exist")
+    if path.is_dir():
+        raise InputError(f"input {path} is a folder; expected a file")
+    if path.stat().st_size == 0:
+        raise InputError(f"input {path} is empty")
+
+
+def _file_bytes(path: Path) -> bytes:
+    """The bytes of an input file (:func:`_check_file`; only blanks also count as empty)."""
+    _check_file(path)
+    data = path.read_bytes()
+    if not data.strip(b" \t\r\n\xef\xbb\xbf"):
+        raise InputError(f"input {path} is empty")
+    return data
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """UTF-8 text of a file's bytes, without its byte order mark and with ``\\n`` line ends
+    (``\\r\\n`` and ``\\r`` converted); InputError naming ``name`` for binary or non-UTF-8 bytes."""
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise InputError(f"{name} is not a text file (a NUL byte at byte {nul})")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name} is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})"
+                         ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def parse_csv_bytes(data: bytes, name: str, required: Sequence[str] = ("id", "defects")) -> pd.DataFrame:
+    """The one CSV parser of the package: a table of strings (``id`` and ``defects`` always read as
+    text, empty cells as ``""``) from a file's bytes. A UTF-8 byte order mark and CRLF line ends
+    are accepted; empty, binary or non-UTF-8 files, malformed CSV and missing ``required``
+    columns raise :class:`InputError` naming ``name``."""
+    import io as _io
+
     import pandas as pd
 
-    parquet = path.suffix.lower() == ".parquet"
+    if not data.strip(b" \t\r\n\xef\xbb\xbf"):
+        raise InputError(f"{name} is empty; expected a CSV with columns {','.join(required) or '...'}")
+    text = decode_text(data, name)
     try:
-        if parquet:
-            df = pd.read_parquet(path)
-            for col in ("id", "defects"):
-                if col in df.columns:
-                    df[col] = df[col].fillna("").astype(str)
-        else:
-            df = pd.read_csv(path, dtype={"id": str, "defects": str}, keep_default_na=False)
-    except Exception as exc:  # pandas and pyarrow raise several parser error types
-        raise InputError(f"cannot read {'Parquet' if parquet else 'CSV'} {path}: {exc}") from exc
+        df = pd.read_csv(_io.StringIO(text), dtype={c: str for c in ("id", "defects")},
+                         keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise InputError(f"cannot read CSV {name}: {_one_line(str(exc))}") from None
+    _require_columns(df, name, required)
+    return df
+
+
+def _require_columns(df: pd.DataFrame, name: str, required: Sequence[str]) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(f"{name}: missing column(s) {missing}; found {[str(c) for c in df.columns]} "
+                         f"(expected a table with columns {','.join(required)})")
+
+
+def read_table(path: str | Path, required: Sequence[str] = ("id", "defects"),
+               columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A CSV (:func:`parse_csv_bytes`) or Parquet (``.parquet``; needs pyarrow) table with the
+    ``required`` columns; ``columns`` limits what a Parquet file reads. ``id`` and ``defects`` are
+    strings. Errors are :class:`InputError` naming the file."""
+    p = Path(path)
+    if p.suffix.lower() != ".parquet":
+        return parse_csv_bytes(_file_bytes(p), str(p), required)
+    import pyarrow as pa  # a missing pyarrow names the package (pandas would say 'engine')
+    import pyarrow.parquet as pq
+
+    _check_file(p)
+    try:
+        df = pq.read_table(p, columns=list(columns) if columns is not None else None).to_pandas()
+    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot read Parquet {p}: {_one_line(str(exc))}") from None
+    _require_columns(df, str(p), required)
+    for col in ("id", "defects"):
+        if col in df.columns:
+            df[col] = df[col].fillna("").astype(str)
+    return df
+
+
+def read_ids(path: str | Path) -> list[str]:
+    """Ids from a file: one per line, or a CSV whose header has an ``id`` column (BOM and CRLF
+    accepted; blank lines ignored). Errors name the file."""
+    p = Path(path)
+    data = _file_bytes(p)
+    lines = [ln.strip() for ln in decode_text(data, str(p)).split("\n") if ln.strip()]
+    if lines and "," in lines[0] and "id" in [c.strip() for c in lines[0].split(",")]:
+        return [str(i) for i in parse_csv_bytes(data, str(p), ("id",))["id"]]
+    return lines
+
+
+def _read_table(path: Path, lattice: Lattice, on_error: OnError) -> PlacementTable:
+    """A CSV or Parquet table with id,defects; errors name the CSV line or the Parquet row."""
+    parquet = path.suffix.lower() == ".parquet"
+    df = read_table(path)
     # the place of row r in the file: CSV line (header is line 1) or 1-based Parquet row
     where, first = ("row", 1) if parquet else ("line", 2)
-    missing = [c for c in ("id", "defects") if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
     keep = np.ones(len(df), dtype=bool)
     states = np.zeros((len(df), lattice.n_sites), dtype=np.uint8)
     errors: list[tuple[int, str, str]] = []

@@ -229,19 +229,23 @@ class Lattice:
         defects: Mapping[str, Sequence[str]] | None = None,
         symprec: float = 1e-3,
     ) -> Lattice:
-        """A lattice from a unit-cell CIF; with no ``defects`` given, every host may be vacant."""
-        import ase
-        import ase.io
+        """A lattice from a unit-cell CIF; with no ``defects`` given, every host may be vacant.
 
+        The CIF is read by :func:`defectspace.structure.read_cif_bytes`, the reader of every CIF
+        (malformed files and partial occupancies are refused; a byte order mark and CRLF line
+        ends are read).
+        """
+        from defectspace.structure import read_cif_bytes
+
+        p = Path(path)
         try:
-            atoms = ase.io.read(str(path), format="cif", index=0)
-        except Exception as exc:  # ase raises many types for malformed files
-            raise ValueError(f"cannot read unit-cell CIF {path}: {exc}") from exc
-        if not isinstance(atoms, ase.Atoms):
-            raise ValueError(f"unit-cell CIF {path} holds no structure")
+            data = p.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read unit-cell CIF {p}: {exc.strerror or exc}") from None
+        atoms = read_cif_bytes(data, str(p))
         if defects is None:
             defects = {s: (VACANCY,) for s in dict.fromkeys(atoms.get_chemical_symbols())}
-        return cls.from_atoms(atoms, supercell, defects, Path(path).stem, symprec)
+        return cls.from_atoms(atoms, supercell, defects, p.stem, symprec)
 
     def with_supercell(self, supercell: str | Sequence[int]) -> Lattice:
         """The same crystal and defects on another supercell."""

@@ -492,6 +492,8 @@ def read_cif_bytes(data: bytes, name: str) -> ase.Atoms:
     import ase
     from ase.io.cif import parse_cif
 
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark (CRLF line ends ase reads)
+        data = data[3:]
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -15,17 +15,23 @@ the command with exit status 2 and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 
 from defectspace.cli import core, design, engines, ml, pipeline, predict
+from defectspace.cli.common import check_arguments, one_line
 
 Handler = Callable[[argparse.Namespace], int]
 
 EXTRAS = {"torch": "ml", "safetensors": "ml", "sklearn": "ml", "pyarrow": "screen", "dask": "screen",
           "distributed": "screen", "matplotlib": "plot", "umap": "plot", "sevenn": "label",
-          "tblite": "label"}
+          "tblite": "label", "chgnet": "chgnet"}
 """The optional extra (``pip install 'defectspace[EXTRA]'``) that brings each optional package."""
+
+REQUIRED = {"numpy": "numpy", "scipy": "scipy", "spglib": "spglib", "ase": "ase", "tqdm": "tqdm",
+            "pandas": "pandas"}
+"""defectspace's own dependencies (module -> PyPI name): missing, the installation is broken."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,14 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def missing_dependency_message(command: str, exc: ModuleNotFoundError) -> str | None:
-    """The one line for an optional package that is not installed (None for anything else)."""
-    top = (exc.name or "").split(".")[0]
+def missing_dependency_message(command: str, exc: ImportError) -> str:
+    """The one line for a package that cannot be imported: the extra that brings it, or for one of
+    defectspace's own dependencies how to repair the installation."""
+    name = exc.name
+    if name is None:  # pandas: "Missing optional dependency 'pyarrow'.  Use pip or conda ..."
+        m = re.search(r"optional dependency '([A-Za-z0-9_.]+)'", str(exc))
+        name = m.group(1) if m else None
+    top = (name or "").split(".")[0]
     if top in EXTRAS:
-        return f"{command} needs {top}: pip install 'defectspace[{EXTRAS[top]}]'"
-    if top == "chgnet":
-        return f"{command} needs chgnet: pip install chgnet"
-    return None
+        return f"{command} needs {top}, which is not installed: pip install 'defectspace[{EXTRAS[top]}]'"
+    if top in REQUIRED:
+        return (f"{command} needs {name}, a dependency of defectspace that cannot be imported: "
+                f"pip install --force-reinstall {REQUIRED[top]} (or reinstall defectspace)")
+    return f"{command}: cannot import {name or 'a module'} ({one_line(exc)}); reinstall defectspace"
 
 
 def fail(message: str) -> int:
@@ -61,20 +73,22 @@ def fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit code (2 for bad input or a missing extra, with a
-    one-line message)."""
+    """Runs the command line; returns the exit code: 0, or 2 with one line on stderr for bad
+    input, an output that cannot be written, a missing package (naming its extra) or a resource
+    that ran out (130 when interrupted). The declared inputs and outputs are checked before the
+    command does any work (:func:`defectspace.cli.common.check_arguments`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
+        check_arguments(args)
         return handler(args)
-    except ModuleNotFoundError as exc:
-        message = missing_dependency_message(args.command, exc)
-        if message is None:
-            raise
-        return fail(message)
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        return fail(str(exc))
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] == "defectspace":
+            raise  # a bug, not a missing package
+        return fail(missing_dependency_message(args.command, exc))
+    except (ValueError, OSError, MemoryError) as exc:
+        return fail(one_line(exc))
     except KeyboardInterrupt:
         print("defectspace: interrupted", file=sys.stderr)
         return 130

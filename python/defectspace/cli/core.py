@@ -4,6 +4,7 @@ parsers the other command families share (lattice, input file, defect counts).""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from defectspace.cli.common import add_command, add_input, add_output
 from defectspace.symmetry import SUBGROUPS
 
 if TYPE_CHECKING:
@@ -20,9 +22,7 @@ if TYPE_CHECKING:
 
 def add_lattice_args(p: argparse.ArgumentParser, threads: bool = True) -> None:
     """``--lattice``, ``--supercell``, ``--subgroup`` and (with ``threads``) ``--threads``."""
-    p.add_argument("--lattice", default="MoS2",
-                   help="preset name (MoS2, WSe2, MoSe2, WS2) or a unit-cell CIF (default: MoS2)")
-    p.add_argument("--supercell", default="8x8", help="supercell size n1xn2 (default: 8x8)")
+    add_lattice_option(p)
     p.add_argument("--subgroup", default="full", choices=list(SUBGROUPS),
                    help="symmetry group for equivalence (default: full)")
     if threads:
@@ -30,11 +30,22 @@ def add_lattice_args(p: argparse.ArgumentParser, threads: bool = True) -> None:
                        help="threads for the C++ core (0 = all cores)")
 
 
+def add_lattice_option(p: argparse.ArgumentParser, default: str | None = "MoS2",
+                       help: str | None = None) -> None:
+    """``--lattice`` (a preset or a unit-cell CIF, checked before the command runs) and
+    ``--supercell``."""
+    add_input(p, "--lattice", kind="lattice", default=default,
+              help=help or f"preset name (MoS2, WSe2, MoSe2, WS2) or a unit-cell CIF (default: {default})")
+    p.add_argument("--supercell", default="8x8" if default else None,
+                   help="supercell size n1xn2 (default: 8x8)" if default else
+                        "supercell size n1xn2 (default: the model's)")
+
+
 def add_input_args(p: argparse.ArgumentParser) -> None:
     """The input file, ``-o/--output`` and ``--on-error``."""
-    p.add_argument("input", help="CSV with columns id,defects (2DMD form), or a CIF, a folder or a "
-                                 "tar of CIFs")
-    p.add_argument("-o", "--output", required=True, help="output CSV")
+    add_input(p, "input", kind="placements",
+              help="CSV with columns id,defects (2DMD form), or a CIF, a folder or a tar of CIFs")
+    add_output(p, "-o", "--output", required=True, help="output CSV")
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
                    help="bad input rows: stop with an error (default) or skip them, listing each "
                         "on stderr with its line")
@@ -156,85 +167,146 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+_UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def file_stem(ident: str) -> str:
+    """The file name (without suffix) an id is exported under: the id itself if it is a safe
+    name, else the id with every character outside ``A-Z a-z 0-9 . _ + -`` replaced by ``_``,
+    without leading dots (no hidden files, no ``..``), at most 200 characters. A file named by it
+    can only land in the output folder."""
+    stem = _UNSAFE_FILE_CHARS.sub("_", ident).lstrip(".")[:200]
+    return stem or "_"
+
+
+def _export_names(ids: list[str], lines: list[int], path: Path) -> tuple[list[str], list[str]]:
+    """The CIF file name of each id and the renames to report; refuses ids that would share a
+    file (the same id twice, or ids equal after :func:`file_stem` or up to case)."""
+    names: list[str] = []
+    renamed: list[str] = []
+    owner: dict[str, tuple[str, int]] = {}
+    for ident, line in zip(ids, lines, strict=True):
+        if not ident:
+            raise ValueError(f"{path}, line {line}: empty id; export names each file after its id")
+        name = file_stem(ident) + ".cif"
+        key = name.casefold()
+        if key in owner:
+            other, other_line = owner[key]
+            what = (f"id {ident!r} occurs twice (lines {other_line} and {line})" if other == ident
+                    else f"ids {other!r} (line {other_line}) and {ident!r} (line {line}) would both "
+                         f"be written to {name}")
+            raise ValueError(f"{path}: {what}; export writes one CIF file per id, so ids must be "
+                             f"distinct file names: make them unique, choose rows with --ids, or "
+                             f"write one .extxyz file")
+        owner[key] = (ident, line)
+        names.append(name)
+        if name != ident + ".cif":
+            renamed.append(f"{ident!r} -> {name}")
+    return names, renamed
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Writes the unrelaxed structures of chosen placements as CIF files (or one extxyz file)."""
     import ase.io
-    import pandas as pd
 
-    from defectspace.io import InputError, atomic_path
+    from defectspace.cli.common import output_is_folder
+    from defectspace.io import InputError, atomic_path, read_table
     from defectspace.placement import PlacementError, parse_2dmd
     from defectspace.structure import placement_to_atoms
 
     lattice = lattice_from(args.lattice, args.supercell)
     path = Path(args.input)
-    if not path.exists():
-        raise InputError(f"input {path} does not exist")
-    df = (pd.read_parquet(path, columns=["id", "defects"]) if path.suffix == ".parquet"
-          else pd.read_csv(path, dtype={"id": str, "defects": str}, keep_default_na=False))
+    out = Path(args.output)
+    if args.limit is not None and args.limit < 0:
+        raise ValueError(f"--limit must be >= 0, got {args.limit}")
+    df = read_table(path, columns=["id", "defects"])
+    where, first = ("row", 1) if path.suffix.lower() == ".parquet" else ("line", 2)
+    df["_line"] = np.arange(first, first + len(df))
     if args.ids:
-        wanted = [i.strip() for i in args.ids.split(",") if i.strip()]
-        missing = sorted(set(wanted) - set(df["id"]))
+        wanted = list(dict.fromkeys(i.strip() for i in args.ids.split(",") if i.strip()))
+        missing = [i for i in wanted if i not in set(df["id"])]
         if missing:
-            raise InputError(f"ids not in {path}: {missing[:5]}")
-        df = df.set_index("id").loc[wanted].reset_index()
+            raise InputError(f"--ids: {len(missing)} ids not in {path}: {missing[:5]}")
+        order = {ident: k for k, ident in enumerate(wanted)}
+        df = df[df["id"].isin(wanted)]
+        df = df.iloc[np.argsort(df["id"].map(order).to_numpy(), kind="stable")]
     if args.limit is not None:
         df = df.head(args.limit)
-    try:
-        states = parse_2dmd(df["defects"].tolist(), lattice)
-    except PlacementError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    out = Path(args.output)
-    if out.suffix == ".extxyz":
+    ids = [str(i) for i in df["id"]]
+    lines = [int(v) for v in df["_line"]]
+    states = np.zeros((len(df), lattice.n_sites), dtype=np.uint8)
+    for r, (text, line) in enumerate(zip(df["defects"], lines, strict=True)):
+        try:
+            states[r] = parse_2dmd([text], lattice)[0]
+        except PlacementError as exc:
+            raise InputError(f"{path}, {where} {line} (id {ids[r]}): "
+                             f"{str(exc).removeprefix('row 0: ')}") from None
+    if not output_is_folder("folder-or-extxyz", out):
         frames = []
-        for ident, row in zip(df["id"], states, strict=True):
+        for ident, row in zip(ids, states, strict=True):
             atoms = placement_to_atoms(row, lattice)
-            atoms.info["id"] = str(ident)
+            atoms.info["id"] = ident
             frames.append(atoms)
         with atomic_path(out) as tmp:
             ase.io.write(tmp, frames, format="extxyz")
     else:
+        names, renamed = _export_names(ids, lines, path)
         out.mkdir(parents=True, exist_ok=True)
-        for ident, row in zip(df["id"], states, strict=True):
-            with atomic_path(out / f"{ident}.cif") as tmp:
+        folder = out.resolve()
+        for name, row in zip(names, states, strict=True):
+            target = folder / name
+            if target.parent != folder:  # file_stem makes this impossible; never write outside
+                raise ValueError(f"id file name {name!r} leaves the output folder {out}")
+            with atomic_path(target) as tmp:
                 ase.io.write(tmp, placement_to_atoms(row, lattice), format="cif")
-    print(f"wrote {len(df)} structures -> {out}", file=sys.stderr)
+        if renamed:
+            print(f"export: {len(renamed)} ids are not safe file names and were written under safe "
+                  f"ones: {', '.join(renamed[:10])}" + (f", ... ({len(renamed) - 10} more)"
+                                                        if len(renamed) > 10 else ""),
+                  file=sys.stderr)
+    print(f"wrote {len(ids)} structures -> {out}", file=sys.stderr)
     return 0
 
 
 def register(subparsers: Any) -> None:
     """Adds canonicalize, dedupe, enumerate, sample and export to the command line."""
-    p = subparsers.add_parser("canonicalize", help="canonical key and orbit size of every placement")
+    p = add_command(subparsers, "canonicalize", help="canonical key and orbit size of every placement",
+                    example="defectspace canonicalize placements.csv -o keys.csv")
     add_input_args(p)
     add_lattice_args(p)
     p.set_defaults(handler=cmd_canonicalize)
 
-    p = subparsers.add_parser("dedupe", help="one row per symmetry-distinct class, with counts")
+    p = add_command(subparsers, "dedupe", help="one row per symmetry-distinct class, with counts",
+                    example="defectspace dedupe placements.csv -o classes.csv")
     add_input_args(p)
     add_lattice_args(p)
     p.set_defaults(handler=cmd_dedupe)
 
-    p = subparsers.add_parser("enumerate", help="all distinct placements of a defect multiset")
+    p = add_command(subparsers, "enumerate", help="all distinct placements of a defect multiset",
+                    example="defectspace enumerate --counts 'S->V=2' --lattice unit_cell.cif "
+                            "--supercell 4x4 -o classes.csv")
     p.add_argument("--counts", required=True, help="defect multiset, e.g. 'S->V=3' or "
                                                    "'Mo->W=1,S->V=2'")
-    p.add_argument("-o", "--output", required=True, help="output CSV")
+    add_output(p, "-o", "--output", required=True, help="output CSV")
     add_lattice_args(p)
     p.set_defaults(handler=cmd_enumerate)
 
-    p = subparsers.add_parser("sample", help="uniformly random placements of a defect multiset")
+    p = add_command(subparsers, "sample", help="uniformly random placements of a defect multiset",
+                    example="defectspace sample --counts 'S->V=2' -n 100 --lattice unit_cell.cif "
+                            "-o sample.csv")
     p.add_argument("--counts", required=True, help="defect multiset, e.g. 'S->V=3'")
     p.add_argument("-n", type=int, required=True, help="number of placements")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("-o", "--output", required=True, help="output CSV")
+    add_output(p, "-o", "--output", required=True, help="output CSV")
     add_lattice_args(p)
     p.set_defaults(handler=cmd_sample)
 
-    p = subparsers.add_parser("export", help="write chosen placements as CIF files or one extxyz file")
-    p.add_argument("input", help="screening Parquet or CSV with columns id,defects")
-    p.add_argument("-o", "--output", required=True,
-                   help="folder for CIF files, or a file ending in .extxyz")
+    p = add_command(subparsers, "export", help="write chosen placements as CIF files or one extxyz file",
+                    example="defectspace export hits.csv -o cifs")
+    add_input(p, "input", kind="table", help="screening Parquet or CSV with columns id,defects")
+    add_output(p, "-o", "--output", kind="folder-or-extxyz", required=True,
+               help="folder for CIF files (one per id, named after it), or a file ending in .extxyz")
     p.add_argument("--ids", help="comma-separated ids to export (default: all rows)")
     p.add_argument("--limit", type=int, help="export at most the first N rows")
-    p.add_argument("--lattice", default="MoS2", help="preset or unit-cell CIF (default: MoS2)")
-    p.add_argument("--supercell", default="8x8", help="supercell n1xn2 (default: 8x8)")
+    add_lattice_option(p, help="preset or unit-cell CIF (default: MoS2)")
     p.set_defaults(handler=cmd_export)
-

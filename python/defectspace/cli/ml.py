@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from defectspace.cli.core import lattice_from
+from defectspace.cli.common import add_command, add_input, add_output
+from defectspace.cli.core import add_lattice_option, lattice_from
 from defectspace.lattice import Lattice
 from defectspace.ml.config import TrainConfig
 
@@ -15,8 +16,9 @@ from defectspace.ml.config import TrainConfig
 def register(subparsers: Any) -> None:
     """Adds train-embedder, embed and plot-embeddings to the command line."""
     d = TrainConfig()
-    p = subparsers.add_parser("train-embedder", help="train the Siamese embedder from scratch")
-    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p = add_command(subparsers, "train-embedder", help="train the Siamese embedder from scratch",
+                    example="defectspace train-embedder --data placements.csv --out model")
+    add_output(p, "--out", kind="folder", required=True, help="checkpoint folder to write")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
     p.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default: {d.steps})")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -34,25 +36,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=d.threads,
                    help=f"CPU threads for torch and the core (default: {d.threads})")
     data = p.add_mutually_exclusive_group()
-    data.add_argument("--data", default=None,
-                      help="CSV (id,defects) of placements mixed into the anchors (default: 2DMD's "
+    add_input(data, "--data", kind="placements", default=None,
+              help="CSV (id,defects) of placements mixed into the anchors (default: 2DMD's "
                            "mos2_8x8.csv in $DEFECTSPACE_2DMD, or ../shared/data/2dmd beside a "
                            "checkout; MoS2 8x8 only)")
     data.add_argument("--pairs-only", action="store_true",
                       help="train on pairs from the core alone, without data placements")
     p.add_argument("--eval-pairs", type=int, default=d.eval_pairs,
                    help=f"held-out pairs per density evaluated after training (default: {d.eval_pairs})")
-    p.add_argument("--lattice", default="MoS2", help="preset or unit-cell CIF (default: MoS2)")
-    p.add_argument("--supercell", default="8x8", help="supercell n1xn2 (default: 8x8)")
+    add_lattice_option(p, help="preset or unit-cell CIF (default: MoS2)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=cmd_train_embedder)
 
-    p = subparsers.add_parser("embed", help="Siamese embeddings of placements (emb_0..emb_<dim-1>)")
-    p.add_argument("input", help="CSV with columns id,defects (2DMD form); other columns are kept")
-    p.add_argument("-o", "--output", required=True, help="output CSV")
-    p.add_argument("--model", default=None, help="embedder checkpoint folder (default: the shipped one)")
-    p.add_argument("--lattice", default=None, help="preset or CIF (default: the model's)")
-    p.add_argument("--supercell", default=None, help="supercell n1xn2 (default: the model's)")
+    p = add_command(subparsers, "embed", help="Siamese embeddings of placements (emb_0..emb_<dim-1>)",
+                    example="defectspace embed placements.csv -o embeddings.csv")
+    add_input(p, "input", kind="placements",
+              help="CSV with columns id,defects (2DMD form), or CIF structures; other columns are kept")
+    add_output(p, "-o", "--output", required=True, help="output CSV")
+    add_input(p, "--model", kind="embedder", default=None,
+              help="embedder checkpoint folder (default: the shipped one)")
+    add_lattice_option(p, default=None, help="preset or CIF (default: the model's)")
     p.add_argument("--exact", action="store_true",
                    help="embed canonical forms: exactly equal embeddings for equivalent placements")
     p.add_argument("--keep-defects", action="store_true", help="keep all input columns (default: "
@@ -61,10 +64,12 @@ def register(subparsers: Any) -> None:
                    help="bad rows: stop (default) or skip them, listed on stderr")
     p.set_defaults(handler=cmd_embed)
 
-    p = subparsers.add_parser("plot-embeddings",
-                              help="UMAP picture of embeddings, one colour per equivalence class")
-    p.add_argument("-o", "--output", required=True, help="PNG file")
-    p.add_argument("--model", default=None, help="embedder checkpoint folder (default: the shipped one)")
+    p = add_command(subparsers, "plot-embeddings",
+                    help="UMAP picture of embeddings, one colour per equivalence class",
+                    example="defectspace plot-embeddings --model model -o umap.png")
+    add_input(p, "--model", kind="embedder", default=None,
+              help="embedder checkpoint folder (default: the shipped one)")
+    add_output(p, "-o", "--output", required=True, help="PNG file")
     p.add_argument("--defects", default="2,3,6,12",
                    help="defect counts, one panel each (default: 2,3,6,12)")
     p.add_argument("--classes", type=int, default=12, help="classes per panel (default: 12)")
@@ -96,6 +101,13 @@ def cmd_train_embedder(args: argparse.Namespace) -> int:
     from defectspace.ml.evaluation import held_out_metrics
     from defectspace.ml.training import TrainingData, train
 
+    for option, value, low in (("--steps", args.steps, 1), ("--batch-size", args.batch_size, 1),
+                               ("--dim", args.dim, 1), ("--channels", args.channels, 1),
+                               ("--threads", args.threads, 0), ("--eval-pairs", args.eval_pairs, 10)):
+        if value < low:
+            raise ValueError(f"{option} must be >= {low}, got {value}")
+    if not args.lr > 0:
+        raise ValueError(f"--lr must be positive, got {args.lr}")
     lattice = lattice_from(args.lattice, args.supercell)
     config = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          loss=args.loss, architecture=args.architecture, dim=args.dim,
@@ -143,9 +155,14 @@ def cmd_plot_embeddings(args: argparse.Namespace) -> int:
     from defectspace.ml.embedder import Embedder
     from defectspace.ml.plotting import plot_embeddings
 
-    counts = [int(t) for t in str(args.defects).split(",") if t.strip()]
+    try:
+        counts = [int(t) for t in str(args.defects).split(",") if t.strip()]
+    except ValueError:
+        counts = []
     if not counts or min(counts) < 1:
         raise ValueError(f"--defects must list positive defect counts, got {args.defects!r}")
+    if args.classes < 1 or args.images < 1:
+        raise ValueError(f"--classes and --images must be >= 1, got {args.classes} and {args.images}")
     embedder = Embedder.load(args.model)
     path = plot_embeddings(embedder, args.output, counts, n_classes=args.classes,
                            n_images=args.images, method=args.method, exact=args.exact, seed=args.seed)

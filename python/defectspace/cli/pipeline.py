@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from defectspace.cli.common import add_command, add_input, add_output
 from defectspace.cli.core import add_lattice_args, lattice_from, parse_counts
 
 
@@ -30,19 +31,20 @@ def _parse_ranges(items: Sequence[str]) -> tuple[tuple[str, float, float], ...]:
 
 def register(subparsers: Any) -> None:
     """Adds screen to the command line."""
-    p = subparsers.add_parser(
-        "screen", help="generate, canonicalize, dedupe, embed, predict and filter placements",
+    p = add_command(
+        subparsers, "screen", help="generate, canonicalize, dedupe, embed, predict and filter placements",
+        example="defectspace screen --input placements.csv --keep 'homo_lumo_gap=0.5:1.5' -o hits.parquet",
         description="Screen placements for wanted properties; writes Parquet. Resumable: rerun the "
                     "same command after an interruption.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--random", metavar="N", type=int, help="draw N uniformly random placements")
     src.add_argument("--exhaustive", action="store_true", help="every distinct placement")
-    src.add_argument("--input", help="CSV or Parquet with id,defects")
+    add_input(src, "--input", kind="table", help="CSV or Parquet with id,defects")
     p.add_argument("--counts", action="append", default=[],
                    help="defect multiset, e.g. 'S->V=3,Mo->W=1'; repeat for several")
     p.add_argument("--keep", action="append", default=[], metavar="COLUMN=LOW:HIGH",
                    help="keep classes with COLUMN in [LOW, HIGH] (eV); repeat for several")
-    p.add_argument("-o", "--output", required=True, help="output Parquet file")
+    add_output(p, "-o", "--output", required=True, help="output Parquet file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=int, default=65536)
     p.add_argument("--partitions", type=int, default=0,
@@ -52,8 +54,8 @@ def register(subparsers: Any) -> None:
                    help="'none' (this process, default), 'local' (a Dask LocalCluster) or a Dask "
                         "scheduler address such as tcp://host:8786")
     p.add_argument("--workers", type=int, default=2, help="workers of the local Dask cluster")
-    p.add_argument("--model", help="embedder checkpoint (default: the shipped one)")
-    p.add_argument("--predictors", help="predictor folder (default: the shipped ones)")
+    add_input(p, "--model", kind="embedder", help="embedder checkpoint (default: the shipped one)")
+    add_input(p, "--predictors", kind="predictor", help="predictor folder (default: the shipped ones)")
     add_lattice_args(p, threads=False)
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
                    help="bad input rows: stop with an error (default) or skip them")
@@ -74,6 +76,12 @@ def cmd_screen(args: argparse.Namespace) -> int:
         raise ValueError(f"--random must be >= 0, got {args.random}")
     if args.chunk_size < 1 or args.partitions < 0:
         raise ValueError("--chunk-size must be positive and --partitions non-negative")
+    # the models load (or fail, naming the file) before the work folder exists
+    from defectspace.ml.embedder import Embedder
+    from defectspace.predict import load_predictors
+
+    Embedder.load(args.model, lattice=lat)
+    load_predictors(args.predictors, lat)
     source = "random" if args.random is not None else "exhaustive" if args.exhaustive else "file"
     input_path = None
     table = None

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from defectspace.cli.common import add_command, add_input, add_output
 from defectspace.cli.core import lattice_from
 
 
@@ -41,17 +42,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Adds predict to the command line."""
-    p = subparsers.add_parser(
-        "predict", help="predict HOMO-LUMO gap and formation energy per site (eV)",
+    p = add_command(
+        subparsers, "predict", help="predict HOMO-LUMO gap and formation energy per site (eV)",
+        example="defectspace predict placements.csv -o properties.csv",
         description="Predicts properties of defect placements with saved predictors (default: "
                     "the shipped MoS2 8x8 gap and formation-energy-per-site models) and writes "
                     "id plus one column per property, in eV.")
-    p.add_argument("input", help="CSV with columns id,defects (2DMD form), or CIF structures")
-    p.add_argument("-o", "--output", required=True, help="output CSV")
-    p.add_argument("--model", action="append", default=None,
-                   help="a saved predictor directory (repeat for several; default: shipped ones)")
-    p.add_argument("--lattice", default=None,
-                   help="check that the models fit this lattice (preset or unit-cell CIF)")
+    add_input(p, "input", kind="placements",
+              help="CSV with columns id,defects (2DMD form), or CIF structures")
+    add_output(p, "-o", "--output", required=True, help="output CSV")
+    add_input(p, "--model", kind="predictor", action="append", default=None,
+              help="a saved predictor directory (repeat for several; default: shipped ones)")
+    add_input(p, "--lattice", kind="lattice", default=None,
+              help="check that the models fit this lattice (preset or unit-cell CIF)")
     p.add_argument("--supercell", default="8x8", help="supercell for --lattice (default: 8x8)")
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
                    help="bad input rows: stop with an error (default) or skip them")
