@@ -159,3 +159,98 @@ def test_minimum_image_distances_against_brute_force_images() -> None:
     brute = np.linalg.norm(diff, axis=-1).min(-1)
     np.testing.assert_allclose(d, brute, atol=1e-9)
     np.testing.assert_allclose(d, d.T, atol=1e-9)
+
+
+_SI_BULK = """data_Si
+_cell_length_a 5.431
+_cell_length_b 5.431
+_cell_length_c 5.431
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M 'P 1'
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+Si1 Si 0 0 0
+Si2 Si 0.5 0.5 0
+Si3 Si 0.5 0 0.5
+Si4 Si 0 0.5 0.5
+Si5 Si 0.25 0.25 0.25
+Si6 Si 0.75 0.75 0.25
+Si7 Si 0.75 0.25 0.75
+Si8 Si 0.25 0.75 0.75
+"""
+
+_MIXED = """data_MoWS2
+_cell_length_a 3.1903157
+_cell_length_b 3.1903157
+_cell_length_c 14.879004
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 120
+_symmetry_space_group_name_H-M 'P 1'
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+_atom_site_occupancy
+Mo1 Mo 0.333333 0.666667 0.25 0.5
+W1 W 0.333333 0.666667 0.25 0.5
+S1 S 0.666667 0.333333 0.144826 1.0
+S2 S 0.666667 0.333333 0.355174 1.0
+"""
+
+
+def test_bulk_crystal_is_refused_as_a_layer(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Diamond Si was read as a layer (layer group 18, 5 classes of 'S->V'-like vacancies)."""
+    from defectspace.cli import main
+
+    path = tmp_path / "Si_bulk.cif"
+    path.write_text(_SI_BULK)
+    with pytest.raises(ValueError, match=r"Si_bulk.cif is not a 2D layer: the largest empty gap "
+                                         r"along the third cell vector is 1.36 A"):
+        resolve_lattice(path, "2x2")
+    assert main(["enumerate", "--lattice", str(path), "--supercell", "2x2", "--counts", "Si->V=1",
+                 "-o", str(tmp_path / "e.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a 2D layer" in err and "Traceback" not in err
+    # layered bulk 2H-MoS2 (two layers, 2.98 A between them) is no single layer either
+    slab = (tmp_path / "mos2.cif")
+    unit = Lattice.preset("MoS2", (1, 1))
+    import ase
+    import ase.io
+
+    ase.io.write(slab, ase.Atoms(list(unit.site_species), positions=unit.positions,
+                                 cell=unit.supercell_cell, pbc=True), format="cif")
+    assert resolve_lattice(slab, "2x2").n_sites == 12
+    cell = unit.supercell_cell.copy()
+    cell[2] = [0.0, 0.0, 12.3]  # two layers 6.15 A apart: 3.02 A between their S planes
+    bulk = ase.Atoms(list(unit.site_species) * 2,
+                     positions=np.vstack([unit.positions, unit.positions + [0.0, 0.0, 6.15]]),
+                     cell=cell, pbc=True)
+    with pytest.raises(ValueError, match="not a 2D layer"):
+        Lattice.from_atoms(bulk)
+
+
+def test_partial_occupancy_is_refused_naming_the_site(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A Mo 0.5 / W 0.5 site became W, S at 0.9 became S."""
+    from defectspace.cli import main
+
+    path = tmp_path / "mixed.cif"
+    path.write_text(_MIXED)
+    with pytest.raises(ValueError, match=r"partial occupancy 0.5 at atom site Mo1 \(Mo\), 0.5 at atom "
+                                         r"site W1 \(W\)"):
+        resolve_lattice(path, "2x2")
+    path.write_text(_MIXED.replace("Mo1 Mo 0.333333 0.666667 0.25 0.5\nW1 W 0.333333 0.666667 0.25 0.5",
+                                   "Mo1 Mo 0.333333 0.666667 0.25 1.0")
+                    .replace("0.144826 1.0", "0.144826 0.9"))
+    assert main(["enumerate", "--lattice", str(path), "--supercell", "2x2", "--counts", "S->V=1",
+                 "-o", str(tmp_path / "e.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "partial occupancy 0.9 at atom site S1 (S)" in err and err.count("\n") == 1

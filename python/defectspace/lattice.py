@@ -128,6 +128,41 @@ def minimum_image(frac_delta: ArrayLike, cell: ArrayLike) -> NDArray[np.float64]
     return out
 
 
+MIN_VACUUM = 5.0
+"""Least empty space (angstrom) along the third cell vector of a layer's unit cell.
+
+The empty gap between periodic images of a 2D layer is its vacuum: 11.7 A for the presets, 2DMD's
+cells and usual slabs have 10-20 A. A bulk crystal has no such gap (diamond Si: 1.36 A; even
+layered bulk 2H-MoS2: 2.98 A between the sulfur planes of neighbouring layers), and its bonds
+cross the cell's top face. 5 A is beyond every covalent bond and most van der Waals gaps.
+"""
+
+
+def check_layer(cell: ArrayLike, fractional: ArrayLike, name: str, min_vacuum: float = MIN_VACUUM
+                ) -> float:
+    """The vacuum of a layer's unit cell: the largest empty gap (angstrom) between atomic planes
+    along the third cell vector, periodic images included.
+
+    Raises:
+        ValueError: the gap is smaller than ``min_vacuum`` (a bulk crystal, not a layer).
+    """
+    cell_arr = np.asarray(cell, dtype=np.float64)
+    frac = np.asarray(fractional, dtype=np.float64).reshape(-1, 3)
+    height = abs(float(cell_arr[2, 2]))  # the spacing of periodic images along the layer normal
+    if len(frac) == 0:
+        return height
+    z = np.sort(np.mod(frac[:, 2], 1.0)) * height
+    gaps = np.diff(np.concatenate([z, [z[0] + height]]))
+    vacuum = float(gaps.max())
+    if vacuum < min_vacuum:
+        raise ValueError(
+            f"{name} is not a 2D layer: the largest empty gap along the third cell vector is "
+            f"{vacuum:.2f} A (cell height {height:.2f} A), so its atoms bond across the cell's top "
+            f"face as in a bulk crystal; a layer needs at least {min_vacuum:g} A of vacuum along c "
+            f"(give a slab cell)")
+    return vacuum
+
+
 class Lattice:
     """An n1 x n2 supercell of a 2D crystal, with the defects each site may hold.
 
@@ -216,10 +251,17 @@ class Lattice:
         name: str | None = None,
         symprec: float = 1e-3,
     ) -> Lattice:
-        """A lattice whose unit cell is a pristine ``ase.Atoms`` (third cell vector out of plane)."""
-        return cls(atoms.cell.array, atoms.get_scaled_positions(wrap=True),
-                   atoms.get_chemical_symbols(), supercell, defects,
-                   name or atoms.get_chemical_formula(), symprec)
+        """A lattice whose unit cell is a pristine ``ase.Atoms`` (third cell vector out of plane).
+
+        Raises:
+            ValueError: the cell is no layer: less than :data:`MIN_VACUUM` of empty space along
+                the third cell vector (a bulk crystal, whose bonds cross the cell's top face).
+        """
+        label = name or atoms.get_chemical_formula()
+        frac = atoms.get_scaled_positions(wrap=True)
+        check_layer(atoms.cell.array, frac, label)
+        return cls(atoms.cell.array, frac, atoms.get_chemical_symbols(), supercell, defects, label,
+                   symprec)
 
     @classmethod
     def from_cif(
@@ -231,9 +273,9 @@ class Lattice:
     ) -> Lattice:
         """A lattice from a unit-cell CIF; with no ``defects`` given, every host may be vacant.
 
-        The CIF is read by :func:`defectspace.structure.read_cif_bytes`, the reader of every CIF
-        (malformed files and partial occupancies are refused; a byte order mark and CRLF line
-        ends are read).
+        The CIF is read by :func:`defectspace.structure.read_cif_bytes` (malformed files and
+        partial occupancies are refused, naming the site) and must describe a layer
+        (:meth:`from_atoms`).
         """
         from defectspace.structure import read_cif_bytes
 
@@ -245,6 +287,7 @@ class Lattice:
         atoms = read_cif_bytes(data, str(p))
         if defects is None:
             defects = {s: (VACANCY,) for s in dict.fromkeys(atoms.get_chemical_symbols())}
+        check_layer(atoms.cell.array, atoms.get_scaled_positions(wrap=True), f"unit-cell CIF {p}")
         return cls.from_atoms(atoms, supercell, defects, p.stem, symprec)
 
     def with_supercell(self, supercell: str | Sequence[int]) -> Lattice:

@@ -504,13 +504,7 @@ def read_cif_bytes(data: bytes, name: str) -> ase.Atoms:
             if len(blocks) != 1:
                 raise ValueError(f"expected one structure, found {len(blocks)}")
             block = blocks[0]
-            occupancy = block.get("_atom_site_occupancy")
-            if occupancy is not None:
-                occ = np.atleast_1d(np.asarray(occupancy, dtype=np.float64))
-                partial = np.flatnonzero(np.abs(occ - 1.0) > 1e-6)
-                if len(partial):
-                    raise ValueError(f"partial occupancy {occ[partial[0]]:g} at atom site "
-                                     f"{int(partial[0])}; a placement needs whole atoms")
+            _refuse_partial_occupancy(block)
             if _is_p1(block):
                 atoms = block.get_unsymmetrized_structure()
             else:
@@ -528,6 +522,54 @@ def read_cif_bytes(data: bytes, name: str) -> ase.Atoms:
         raise ValueError(f"cannot read CIF {name}: no structure")
     atoms.pbc = (True, True, False)
     return atoms
+
+
+def _refuse_partial_occupancy(block: Any) -> None:
+    """Raises ValueError naming the sites (label, element, occupancy) of a CIF block whose atom
+    sites are not all fully occupied: a mixed Mo 0.5 / W 0.5 site or S at 0.9 is no placement,
+    and ase would keep one of the atoms silently."""
+    occupancy = block.get("_atom_site_occupancy")
+    if occupancy is None:
+        return
+    values = [occupancy] if isinstance(occupancy, (str, int, float)) else list(occupancy)
+    occ = np.array([_cif_number(v) for v in values], dtype=np.float64)
+    partial = np.flatnonzero(~(np.abs(occ - 1.0) <= 1e-6))
+    if not len(partial):
+        return
+
+    def column(*keys: str) -> list[str]:
+        for key in keys:
+            v = block.get(key)
+            if v is not None:
+                return [str(x) for x in ([v] if isinstance(v, (str, int, float)) else v)]
+        return []
+
+    labels = column("_atom_site_label")
+    symbols = column("_atom_site_type_symbol")
+    sites = []
+    for i in partial[:5].tolist():
+        label = labels[i] if i < len(labels) else f"#{i + 1}"
+        symbol = f" ({symbols[i]})" if i < len(symbols) and symbols[i] != label else ""
+        sites.append(f"{values[i]} at atom site {label}{symbol}")
+    more = f" and {len(partial) - 5} more sites" if len(partial) > 5 else ""
+    raise ValueError(f"partial occupancy {', '.join(sites)}{more}: a lattice or a "
+                     f"placement needs every site fully occupied by one element (a mixed or "
+                     f"partly vacant site is a set of placements, not one)")
+
+
+def _cif_number(value: object) -> float:
+    """An occupancy such as ``0.5`` or ``0.50(2)`` (the uncertainty dropped); ``.`` and ``?``
+    (not given) are the default 1; NaN if it is no number."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    if text in (".", "?"):
+        return 1.0
+    cut = text.find("(")
+    try:
+        return float(text[:cut] if cut >= 0 else text)
+    except ValueError:
+        return float("nan")
 
 
 def _check_starts_with_data_block(data: bytes) -> None:
