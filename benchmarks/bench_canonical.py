@@ -1,4 +1,4 @@
-"""pytest-benchmark groups: the C++ canonicalizer beside a plain numpy brute force.
+"""pytest-benchmark groups: the C++ canonicalizer beside CASM and a plain numpy brute force.
 
     python -m pytest benchmarks/bench_canonical.py --benchmark-enable
 """
@@ -47,6 +47,19 @@ def test_numpy_brute_force(benchmark, name: str) -> None:  # type: ignore[no-unt
     assert len(keys) == 100
 
 
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_casm(benchmark, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Baseline: CASM's make_canonical_configuration (libcasm-configuration), 300 placements."""
+    pytest.importorskip("libcasm.configuration")
+    from canonical_speed import CasmCanonicalizer
+
+    benchmark.group = f"canonicalize-{name}"
+    benchmark.extra_info["placements"] = 300
+    casm = CasmCanonicalizer(Lattice.preset("MoS2", (8, 8)))
+    keys = benchmark.pedantic(casm.keys, args=(batch(name, 10_000)[:300],), rounds=3)
+    assert len(keys) == 300
+
+
 def test_enumerate_three_sulfur_vacancies(benchmark) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = "enumerate"
     c = Canonicalizer(Lattice.preset("MoS2", (8, 8)))
@@ -58,5 +71,5 @@ def test_pairs_negatives(benchmark) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = "pairs"
     c = Canonicalizer(Lattice.preset("MoS2", (8, 8)))
     x = batch("10pct", 10_000)
-    _, kind = benchmark(c.negatives, x, 0)
-    assert (kind >= 0).all()
+    result = benchmark(c.negatives, x, 0)
+    assert (result.kind >= 0).all()
