@@ -73,7 +73,7 @@ def pair_expansion(predictor: Any) -> PairExpansion | None:
     members are all ridge (their weighted average is one linear model), with or without a ridge
     engine prior on ``hist``. The damped pair sums are linear in the shell counts and fold into ``J``.
     """
-    from defectspace.predict import EnsembleRegressor, RidgeRegressor
+    from defectspace.predict import RidgeRegressor
 
     lattice = predictor.lattice
     if lattice is None or predictor.descriptor != "hist":
@@ -81,8 +81,8 @@ def pair_expansion(predictor: Any) -> PairExpansion | None:
     model = predictor.model
     if isinstance(model, RidgeRegressor):
         coef, const = np.asarray(model.coef_, dtype=np.float64), float(model.intercept_)
-    elif isinstance(model, EnsembleRegressor) and model.linear_coefficients() is not None:
-        coef, const = model.linear_coefficients()  # type: ignore[misc]
+    elif callable(getattr(model, "linear_coefficients", None)) and model.linear_coefficients() is not None:
+        coef, const = model.linear_coefficients()  # an ensemble of ridge models
     else:
         return None
     if predictor.prior is not None and not isinstance(predictor.prior, RidgeRegressor):
