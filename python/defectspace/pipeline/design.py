@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from defectspace.canonical import Canonicalizer, key_to_string
 from defectspace.lattice import Lattice
 from defectspace.pipeline.annealing import ClassArchive, parallel_tempering
+from defectspace.pipeline.verification import ENGINE_PROPERTY, EngineLabels
 from defectspace.placement import counts_vector, format_2dmd
 
 if TYPE_CHECKING:
@@ -46,13 +47,6 @@ Array = NDArray[np.float64]
 
 EXHAUSTIVE_LIMIT = 1_000_000
 """Largest number of classes (summed over the compositions) that is scored exhaustively."""
-
-ENGINE_PROPERTY = {
-    "xtb": "homo_lumo_gap",
-    "sevenn": "formation_energy_per_site",
-    "chgnet": "formation_energy_per_site",
-}
-"""The property each verification engine measures."""
 
 _SIGMA_PER_MAE = math.sqrt(math.pi / 2)  # sigma of a normal distribution with unit mean |error|
 
@@ -696,7 +690,6 @@ def _verify_loop(
 
     Returns the engine's value per archived class (NaN where not labelled) and the labels used.
     """
-    from defectspace.pipeline.verification import EngineLabels
 
     prop = ENGINE_PROPERTY[engine]
     names = list(surrogate.names)

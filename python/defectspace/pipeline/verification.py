@@ -12,6 +12,13 @@ from numpy.typing import NDArray
 from defectspace.lattice import Lattice
 from defectspace.placement import format_2dmd
 
+ENGINE_PROPERTY = {
+    "xtb": "homo_lumo_gap",
+    "sevenn": "formation_energy_per_site",
+    "chgnet": "formation_energy_per_site",
+}
+"""The property each verification engine measures."""
+
 
 class EngineLabels:
     """Labels one engine computed for classes of one lattice, in ``work_dir``.
@@ -22,8 +29,6 @@ class EngineLabels:
     """
 
     def __init__(self, work_dir: str | Path, engine: str, lattice: Lattice, workers: int = 1) -> None:
-        from defectspace.pipeline.design import ENGINE_PROPERTY
-
         if engine not in ENGINE_PROPERTY:
             raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINE_PROPERTY)}")
         self.work_dir = Path(work_dir)
