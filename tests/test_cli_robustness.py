@@ -178,19 +178,6 @@ def test_every_command_declares_its_files_and_an_example(cmd: str) -> None:
     _parse(_example(cmd))  # the example parses
 
 
-LABEL_READER = pytest.mark.xfail(strict=True, reason="label's own CSV reader (issue 17, case 8)")
-LABEL_ENGINE = pytest.mark.xfail(strict=True, reason="label checks its engine in the workers only "
-                                                    "(issue 17, case 1)")
-
-
-def _params(pairs: list[tuple[str, Any]], pending: dict[str, pytest.MarkDecorator]) -> list[Any]:
-    out = []
-    for cmd, spec in pairs:
-        key = f"{cmd}-{spec.label}"
-        out.append(pytest.param(cmd, spec, id=key, marks=[pending[key]] if key in pending else []))
-    return out
-
-
 INPUT_SLOTS = [(c, s) for c in DECLARED for s in _inputs(c)]
 
 
@@ -205,8 +192,6 @@ def test_bad_input_exits_2_with_one_line_naming_it(cmd: str, spec: InputArgument
     name = f"bad_{bad}{suffix}"
     if bad != "missing":
         (tmp_path / name).write_bytes(b"" if bad == "empty" else GARBAGE)
-    if (cmd, spec.label, bad) == ("label", "input", "garbage"):
-        pytest.xfail("label's own CSV reader (issue 17, case 15)")
     before = snapshot(tmp_path)
     rc, err = run(with_value(argv, spec, name), capsys)
     assert rc == 2, err
@@ -257,7 +242,7 @@ def test_unwritable_output_is_refused_before_any_work(cmd: str, spec: OutputArgu
 PRIMARY = [(c, _inputs(c)[0]) for c in DECLARED if _inputs(c)]
 
 
-@pytest.mark.parametrize(("cmd", "spec"), _params(PRIMARY, {"label-input": LABEL_READER}))
+@pytest.mark.parametrize(("cmd", "spec"), PRIMARY, ids=[c for c, _ in PRIMARY])
 def test_bom_and_crlf_input_is_read_and_outputs_get_the_umask(
         cmd: str, spec: InputArgument, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -329,7 +314,6 @@ def test_help_of_every_command_works_without_optional_packages(tmp_path: Path) -
         assert "--help" in res["out"] and len(res["out"].splitlines()) > 6, (cmd, res["out"])
 
 
-@LABEL_READER
 def test_every_command_without_optional_packages_runs_or_names_an_extra(tmp_path: Path) -> None:
     runs = [prepare(c, tmp_path) for c in DECLARED]
     for argv, res in zip(runs, run_hidden(OPTIONAL, runs, tmp_path), strict=True):
@@ -348,12 +332,12 @@ def test_every_command_without_optional_packages_runs_or_names_an_extra(tmp_path
     (["pyarrow"], ["screen", "--input", "in.csv", "-o", "h.parquet"], "defectspace[screen]"),
     (["pyarrow"], ["export", "in.parquet", "-o", "cifs"], "defectspace[screen]"),
     (["pyarrow"], ["canonicalize", "in.parquet", "-o", "k.csv"], "defectspace[screen]"),
-    pytest.param(["tblite"], ["label", "in.csv", "-o", "l.csv", "--engine", "xtb", "--no-progress"],
-                 "defectspace[label]", marks=LABEL_ENGINE),
-    pytest.param(["sevenn"], ["label", "in.csv", "-o", "l.csv", "--engine", "sevenn", "--no-progress"],
-                 "defectspace[label]", marks=LABEL_ENGINE),
-    pytest.param(["chgnet"], ["label", "in.csv", "-o", "l.csv", "--engine", "chgnet", "--no-progress"],
-                 "defectspace[chgnet]", marks=LABEL_ENGINE),
+    (["tblite"], ["label", "in.csv", "-o", "l.csv", "--engine", "xtb", "--no-progress"],
+     "defectspace[label]"),
+    (["sevenn"], ["label", "in.csv", "-o", "l.csv", "--engine", "sevenn", "--no-progress"],
+     "defectspace[label]"),
+    (["chgnet"], ["label", "in.csv", "-o", "l.csv", "--engine", "chgnet", "--no-progress"],
+     "defectspace[chgnet]"),
     (["ase.io"], ["export", "in.csv", "-o", "cifs"], "pip install --force-reinstall ase"),
 ], ids=lambda v: "-".join(v) if isinstance(v, list) and len(v) == 1 else None)
 def test_a_missing_package_names_its_extra(blocked: list[str], argv: list[str], expected: str,

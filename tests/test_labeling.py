@@ -148,7 +148,7 @@ def test_resume_after_interruption_has_no_gaps_and_no_duplicates(tmp_path: Path)
     first = L.label_structures(
         inp, out, FakeEngine(), workers=1, limit=5, structure_loader=_loader, progress=False
     )
-    assert first == {"done_before": 0, "computed": 5, "ok": 5, "failed": 0}
+    assert first == {"done_before": 0, "computed": 5, "ok": 5, "failed": 0, "changed": 0, "retried": 0}
     # simulate a kill in the middle of writing row 5: cut the file inside its last line
     text = out.read_text()
     out.write_text(text[: text.rstrip("\n").rfind("\n") + 12])
@@ -156,7 +156,7 @@ def test_resume_after_interruption_has_no_gaps_and_no_duplicates(tmp_path: Path)
     second = L.label_structures(
         inp, out, engine, workers=1, structure_loader=_loader, progress=False
     )
-    assert second == {"done_before": 4, "computed": 4, "ok": 4, "failed": 0}
+    assert second == {"done_before": 4, "computed": 4, "ok": 4, "failed": 0, "changed": 0, "retried": 0}
     assert engine.calls == 4  # nothing computed twice
     got = L.read_label_csv(out)
     assert sorted(r["id"] for r in got) == sorted(rows)  # no gaps, no duplicates
@@ -202,7 +202,8 @@ def test_committed_label_file_resumes_byte_for_byte(tmp_path: Path) -> None:
     counts = L.label_structures(inp, out, Sevenn(), workers=1, progress=False, structure_loader=(
         lambda chunk, src: {i: placement_to_atoms(parse_2dmd("vac:1:S->V;sub:6:Mo->W", LAT)[0], LAT)
                             for i in chunk}))
-    assert counts == {"done_before": len(ids), "computed": 1, "ok": 1, "failed": 0}
+    assert counts == {"done_before": len(ids), "computed": 1, "ok": 1, "failed": 0, "changed": 0,
+                      "retried": 0}
     text = out.read_bytes()
     assert text.startswith(original) and text[len(original):].startswith(b"new,ok,191,")
     after = json.loads(sidecar.read_text())
@@ -388,3 +389,160 @@ def test_killed_labelling_leaves_no_worker_behind(tmp_path: Path) -> None:
         for w in pid_dir.iterdir():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(w.name), signal.SIGKILL)
+
+
+_PROCESS_ENGINES = '''
+import os, time
+from defectspace.engines.references import References
+
+class BrokenEngine:
+    """Its setup fails in worker processes (a package that imports in the parent but not there)."""
+    name, kind = "broken", "energy"
+    def __init__(self):
+        self.parent = os.getpid()
+    def setup(self):
+        if os.getpid() != self.parent:
+            open(os.path.join(os.environ["START_DIR"], str(os.getpid())), "w").close()
+            raise ImportError("libxtb.so.6: cannot open shared object file")
+    def version(self): return "broken 1"
+    def settings(self): return {}
+    def compute(self, atoms): return {"energy": 0.0}
+    def references(self):
+        return References(mu={"Mo": -4.2, "S": -1.6, "W": -7.4, "Se": -3.4}, e_pristine=0.0, details={})
+
+class HangingEngine(BrokenEngine):
+    """Hangs on structures of 190 atoms (one vacancy and ... ), quick on the others."""
+    name = "hanging"
+    def setup(self): pass
+    def compute(self, atoms):
+        if len(atoms) == int(os.environ.get("HANG_N_ATOMS", "-1")):
+            time.sleep(3600)
+        return {"energy": -0.1 * float(atoms.numbers.sum())}
+'''
+
+
+@pytest.fixture
+def process_engines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Engines in a module that spawned worker processes import too."""
+    folder = tmp_path / "engines_module"
+    folder.mkdir()
+    (folder / "process_engines.py").write_text(_PROCESS_ENGINES)
+    monkeypatch.syspath_prepend(str(folder))
+    start_dir = tmp_path / "starts"
+    start_dir.mkdir()
+    monkeypatch.setenv("START_DIR", str(start_dir))
+    import importlib
+
+    return importlib.import_module("process_engines")
+
+
+@pytest.mark.slow
+def test_engine_that_cannot_start_stops_the_run_with_one_line(
+        tmp_path: Path, process_engines: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Without its engine, label respawned pool workers endlessly (2,252 tracebacks in 11 min):
+    a worker that cannot set its engine up now ends the run, exit 2, one line."""
+    inp = tmp_path / "in.csv"
+    inp.write_text("id,defects\na,vac:17:S->V\nb,vac:2:S->V\n")
+    out = tmp_path / "out.csv"
+    t0 = time.monotonic()
+    with pytest.raises(L.EngineStartError, match=r"engine broken could not start in a worker process: "
+                                                 r"ImportError: libxtb\.so\.6"):
+        L.label_structures(inp, out, process_engines.BrokenEngine(), workers=2, progress=False,
+                           structure_loader=lambda ids, src: {i: _pristine() for i in ids})
+    assert time.monotonic() - t0 < 120
+    assert len(list(Path(os.environ["START_DIR"]).iterdir())) <= 2  # started once, not respawned
+    from defectspace.cli import main
+
+    monkeypatch.setattr(L, "make_engine", lambda name: process_engines.BrokenEngine())
+    assert main(["label", str(inp), "-o", str(tmp_path / "cli.csv"), "--engine", "xtb",
+                 "--no-progress", "--workers", "1", "--timeout", "60"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("defectspace: error: engine broken could not start") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_timeout_makes_a_hanging_structure_a_failed_row(
+        tmp_path: Path, process_engines: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--timeout: the hanging engine call is stopped (its worker replaced) and the run goes on."""
+    inp = tmp_path / "in.csv"
+    inp.write_text("id,defects\na,vac:17:S->V\nhang,vac:2:S->V;vac:5:S->V\nb,sub:6:Mo->W\n")
+    monkeypatch.setenv("HANG_N_ATOMS", "190")  # 'hang' has two vacancies: 190 atoms
+    out = tmp_path / "out.csv"
+    text = {"a": "vac:17:S->V", "hang": "vac:2:S->V;vac:5:S->V", "b": "sub:6:Mo->W"}
+
+    def loader(ids: Any, src: Any) -> dict[str, Atoms]:
+        return {i: placement_to_atoms(parse_2dmd(text[i], LAT)[0], LAT) for i in ids}
+
+    counts = L.label_structures(inp, out, process_engines.HangingEngine(), workers=1, timeout=5,
+                                progress=False, structure_loader=loader)
+    assert (counts["ok"], counts["failed"]) == (2, 1)
+    rows = {r["id"]: r for r in L.read_label_csv(out)}
+    assert rows["hang"]["status"] == "failed"
+    assert rows["hang"]["error"].startswith("Timeout: no result within --timeout 5 s")
+    assert rows["a"]["status"] == rows["b"]["status"] == "ok"
+
+
+def test_changed_input_is_computed_again_and_failed_rows_on_request(tmp_path: Path) -> None:
+    """After fixing the input, label said '2 rows already there, computed 0' and never retried a
+    failed row: rows whose input changed are computed again, failed rows with retry_failed."""
+    inp = tmp_path / "in.csv"
+    inp.write_text("id,defects\na,vac:17:S->V\nb,vac:2:S->V;vac:5:S->V\nc,sub:6:Mo->W\n")
+    out = tmp_path / "out.csv"
+
+    def loader(ids: Any, src: Any) -> dict[str, Atoms]:
+        with open(inp, encoding="utf-8") as fh:
+            text = {r["id"]: r["defects"] for r in csv.DictReader(fh)}
+        return {i: placement_to_atoms(parse_2dmd(text[i], LAT)[0], LAT) for i in ids}
+
+    first = L.label_structures(inp, out, FakeEngine(fail_n_atoms=190), workers=1, progress=False,
+                               structure_loader=loader)
+    assert (first["ok"], first["failed"]) == (2, 1)
+    assert L.label_structures(inp, out, FakeEngine(), workers=1, progress=False,
+                              structure_loader=loader)["computed"] == 0
+    # the user fixes row b (a different placement): it is computed again, the others are kept
+    inp.write_text("id,defects\na,vac:17:S->V\nb,vac:2:S->V\nc, sub:6:Mo->W \n")
+    second = L.label_structures(inp, out, FakeEngine(fail_n_atoms=190), workers=1, progress=False,
+                                structure_loader=loader)
+    assert second == {"done_before": 2, "computed": 1, "ok": 1, "failed": 0, "changed": 1,
+                      "retried": 0}  # c's spacing is no change
+    rows = L.read_label_csv(out)
+    assert [r["id"] for r in rows] == ["a", "c", "b"] and rows[2]["status"] == "ok"
+    # a failed row is kept until asked for
+    inp.write_text("id,defects\na,vac:17:S->V\nb,vac:2:S->V\nc,sub:6:Mo->W\nd,vac:8:S->V;vac:11:S->V\n")
+    third = L.label_structures(inp, out, FakeEngine(fail_n_atoms=190), workers=1, progress=False,
+                               structure_loader=loader)
+    assert (third["computed"], third["failed"]) == (1, 1)
+    assert L.label_structures(inp, out, FakeEngine(), workers=1, progress=False,
+                              structure_loader=loader)["computed"] == 0
+    fourth = L.label_structures(inp, out, FakeEngine(), workers=1, progress=False,
+                                structure_loader=loader, retry_failed=True)
+    assert (fourth["retried"], fourth["computed"], fourth["ok"]) == (1, 1, 1)
+    assert {r["id"]: r["status"] for r in L.read_label_csv(out)} == dict.fromkeys("abcd", "ok")
+
+
+@pytest.mark.slow
+def test_limit_0_on_a_huge_input_only_reads_and_counts(tmp_path: Path) -> None:
+    """label --limit 0 on 800,000 rows took 70 s and 3.8 GB to compute nothing (it loaded the
+    engine and computed its references): now no engine, no references, no workers."""
+    from defectspace import Canonicalizer
+
+    strings = format_2dmd(Canonicalizer(LAT).sample({"S->V": 2, "Mo->W": 1}, 1000, seed=0), LAT)
+    inp = tmp_path / "big.csv"
+    with open(inp, "w", encoding="utf-8") as fh:
+        fh.write("id,defects\n")
+        fh.writelines(f"r{i},{strings[i % 1000]}\n" for i in range(800_000))
+    out = tmp_path / "out.csv"
+    code = ("import resource, sys; from defectspace.cli import main; rc = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", code, "label", str(inp), "-o", str(out), "--engine",
+                        "sevenn", "--limit", "0", "--no-progress"], capture_output=True, text=True,
+                       timeout=300, check=False)
+    seconds = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert "0 rows already there, computed 0" in r.stderr
+    peak_mib = int(r.stdout.split()[-1]) / 1024
+    assert peak_mib < 1500, peak_mib
+    assert not L.sidecar_path(out).exists()  # no references computed, no engine loaded
+    print(f"label --limit 0 on 800,000 rows: {seconds:.1f} s, peak {peak_mib:.0f} MiB")

@@ -232,7 +232,7 @@ def test_bulk_crystal_is_refused_as_a_layer(tmp_path, capsys) -> None:  # type: 
     cell = unit.supercell_cell.copy()
     cell[2] = [0.0, 0.0, 12.3]  # two layers 6.15 A apart: 3.02 A between their S planes
     bulk = ase.Atoms(list(unit.site_species) * 2,
-                     positions=np.vstack([unit.positions, unit.positions + [0.0, 0.0, 6.15]]),
+                     positions=np.vstack([unit.positions, unit.positions + np.array([0.0, 0.0, 6.15])]),
                      cell=cell, pbc=True)
     with pytest.raises(ValueError, match="not a 2D layer"):
         Lattice.from_atoms(bulk)

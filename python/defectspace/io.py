@@ -113,10 +113,15 @@ def parse_csv_bytes(data: bytes, name: str, required: Sequence[str] = ("id", "de
 
     if not data.strip(b" \t\r\n\xef\xbb\xbf"):
         raise InputError(f"{name} is empty; expected a CSV with columns {','.join(required) or '...'}")
-    text = decode_text(data, name)
-    try:
-        df = pd.read_csv(_io.StringIO(text), dtype={c: str for c in ("id", "defects")},
-                         keep_default_na=False)
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise InputError(f"{name} is not a text file (a NUL byte at byte {nul})")
+    try:  # pandas decodes (utf-8-sig drops a byte order mark) and splits LF, CRLF and CR lines
+        df = pd.read_csv(_io.BytesIO(data), encoding="utf-8-sig", encoding_errors="strict",
+                         dtype={c: str for c in ("id", "defects")}, keep_default_na=False)
+    except UnicodeDecodeError:
+        decode_text(data, name)  # names the first byte that is not UTF-8
+        raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise InputError(f"cannot read CSV {name}: {_one_line(str(exc))}") from None
     _require_columns(df, name, required)
@@ -166,8 +171,14 @@ def read_ids(path: str | Path) -> list[str]:
 
 def _read_table(path: Path, lattice: Lattice, on_error: OnError) -> PlacementTable:
     """A CSV or Parquet table with id,defects; errors name the CSV line or the Parquet row."""
+    return placements_from_table(read_table(path), path, lattice, on_error)
+
+
+def placements_from_table(df: pd.DataFrame, path: Path, lattice: Lattice, on_error: OnError = "fail"
+                          ) -> PlacementTable:
+    """The placements of a table :func:`read_table` read from ``path`` (see
+    :func:`read_placements`); errors name the CSV line or the Parquet row."""
     parquet = path.suffix.lower() == ".parquet"
-    df = read_table(path)
     # the place of row r in the file: CSV line (header is line 1) or 1-based Parquet row
     where, first = ("row", 1) if parquet else ("line", 2)
     keep = np.ones(len(df), dtype=bool)

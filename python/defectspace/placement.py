@@ -139,34 +139,70 @@ def parse_2dmd(strings: Sequence[str] | str, lattice: Lattice) -> NDArray[np.uin
     if isinstance(strings, str):
         strings = [strings]
     out = np.zeros((len(strings), lattice.n_sites), dtype=np.uint8)
-    host_of = lattice.site_species
+    lookup = _item_lookup(lattice)
+    rows: list[int] = []
+    flat: list[int] = []  # row * n_sites + site of each defect written in 2DMD's own form
+    codes: list[int] = []
+    n_sites = lattice.n_sites
     for r, text in enumerate(strings):
-        if not isinstance(text, str):
-            raise PlacementError(f"row {r}: expected a string, got {type(text).__name__}")
-        text = text.strip()
-        if not text:
-            continue
-        for item in text.split(";"):
-            parts = item.strip().split(":")
-            if len(parts) != 3 or "->" not in parts[2]:
-                raise PlacementError(
-                    f"row {r}: malformed defect {item!r}; expected kind:site:from->to, "
-                    f"e.g. vac:17:S->V"
-                )
-            tag, site_text, change = parts
-            if tag not in ("vac", "sub"):
-                raise PlacementError(f"row {r}: defect type {tag!r} in {item!r} is not vac or sub")
-            site_text = site_text.strip()
-            if not _INTEGER.fullmatch(site_text):  # ASCII digits only: int() refuses others
-                raise PlacementError(f"row {r}: site {site_text!r} in {item!r} is not an integer")
-            host, _, sp = change.partition("->")
-            host, sp = host.strip(), sp.strip()
-            if tag == "vac" and sp != VACANCY:
-                raise PlacementError(f"row {r}: vacancy {item!r} must end in ->V")
-            if tag == "sub" and sp == VACANCY:
-                raise PlacementError(f"row {r}: substitution {item!r} cannot end in ->V")
-            _set(out, r, int(site_text), host_of, sp, lattice, expect_host=host)
+        # fast path: every item exactly as format_2dmd writes it, each site once
+        if isinstance(text, str) and text:
+            items = [lookup.get(item) for item in text.split(";")]
+            if None not in items:
+                sites = [hit[0] for hit in items if hit is not None]
+                if len(set(sites)) == len(sites):
+                    rows.append(r)
+                    flat.extend(r * n_sites + site for site in sites)
+                    codes.extend(hit[1] for hit in items if hit is not None)
+                    continue
+        _parse_row(out, r, text, lattice)
+    if flat:
+        out.reshape(-1)[np.asarray(flat, dtype=np.int64)] = np.asarray(codes, dtype=np.uint8)
     return out
+
+
+def _item_lookup(lattice: Lattice) -> dict[str, tuple[int, int]]:
+    """``{"vac:17:S->V": (17, code), ...}``: every defect of the lattice in 2DMD form (cached)."""
+    cached = getattr(lattice, "_item_lookup_cache", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    table = _item_table(lattice)
+    lookup = {str(table[site, code]): (site, code)
+              for site in range(lattice.n_sites) for code in range(1, lattice.n_kinds + 1)
+              if table[site, code] is not None}
+    lattice._item_lookup_cache = lookup  # type: ignore[attr-defined]
+    return lookup
+
+
+def _parse_row(out: NDArray[np.uint8], r: int, text: object, lattice: Lattice) -> None:
+    """Row ``r`` of :func:`parse_2dmd` in any accepted spelling (spaces, any order), or the
+    PlacementError that names what is wrong with it."""
+    if not isinstance(text, str):
+        raise PlacementError(f"row {r}: expected a string, got {type(text).__name__}")
+    host_of = lattice.site_species
+    text = text.strip()
+    if not text:
+        return
+    for item in text.split(";"):
+        parts = item.strip().split(":")
+        if len(parts) != 3 or "->" not in parts[2]:
+            raise PlacementError(
+                f"row {r}: malformed defect {item!r}; expected kind:site:from->to, "
+                f"e.g. vac:17:S->V"
+            )
+        tag, site_text, change = parts
+        if tag not in ("vac", "sub"):
+            raise PlacementError(f"row {r}: defect type {tag!r} in {item!r} is not vac or sub")
+        site_text = site_text.strip()
+        if not _INTEGER.fullmatch(site_text):  # ASCII digits only: int() refuses others
+            raise PlacementError(f"row {r}: site {site_text!r} in {item!r} is not an integer")
+        host, _, sp = change.partition("->")
+        host, sp = host.strip(), sp.strip()
+        if tag == "vac" and sp != VACANCY:
+            raise PlacementError(f"row {r}: vacancy {item!r} must end in ->V")
+        if tag == "sub" and sp == VACANCY:
+            raise PlacementError(f"row {r}: substitution {item!r} cannot end in ->V")
+        _set(out, r, int(site_text), host_of, sp, lattice, expect_host=host)
 
 
 def to_defects(states: ArrayLike, lattice: Lattice) -> list[list[Defect]]:

@@ -29,7 +29,14 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--workers", type=int, default=None, help="worker processes, 1 thread each (default: cores)"
     )
-    p.add_argument("--limit", type=int, default=None, help="compute at most N new rows")
+    p.add_argument("--limit", type=int, default=None,
+                   help="compute at most N new rows (0: only read and count)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="per-structure time limit: an engine call that takes longer is stopped "
+                        "(its worker replaced) and recorded as a failed row with the reason")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="compute the rows recorded as failed again (rows whose input changed since "
+                        "they were computed are always computed again)")
     add_input(p, "--ids-from", kind="ids", default=None,
               help="file of ids (one per line, or CSV with an id column)")
     add_input(p, "--structures", kind="structures", default=None,
@@ -44,6 +51,14 @@ def cmd_label(args: argparse.Namespace) -> int:
     from defectspace.engines import label_structures
     from defectspace.io import read_ids
 
+    if args.output.lower().endswith(".json"):
+        raise ValueError(f"-o {args.output}: the label file is a CSV; its sidecar is the .json beside it")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.limit is not None and args.limit < 0:
+        raise ValueError(f"--limit must be >= 0, got {args.limit}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ValueError(f"--timeout must be positive, got {args.timeout}")
     ids = read_ids(args.ids_from) if args.ids_from else None
     counts = label_structures(
         args.input,
@@ -55,10 +70,15 @@ def cmd_label(args: argparse.Namespace) -> int:
         structures=args.structures,
         progress=not args.no_progress,
         use_openblas=not args.no_openblas,
+        retry_failed=args.retry_failed,
+        timeout=args.timeout,
     )
+    again = [f"{counts[k]} {what}" for k, what in (("changed", "whose input changed"),
+                                                    ("retried", "failed before")) if counts[k]]
     print(
         f"{args.output}: {counts['done_before']} rows already there, computed {counts['computed']} "
-        f"({counts['ok']} ok, {counts['failed']} failed)",
+        f"({counts['ok']} ok, {counts['failed']} failed)"
+        + (f"; computing again {' and '.join(again)}" if again else ""),
         file=sys.stderr,
     )
     return 0

@@ -18,7 +18,9 @@ class Engine(Protocol):
     ``kind`` is ``"energy"`` (``compute`` returns ``{"energy": eV}``; formation energies are added
     from :meth:`references`) or ``"gap"`` (``compute`` returns ``energy``, ``homo``, ``lumo``,
     ``homo_lumo_gap`` in eV). ``setup`` loads models (called once per worker process, after
-    ``torch.set_num_threads(1)``); instances must be picklable before ``setup``.
+    ``torch.set_num_threads(1)``); instances must be picklable before ``setup``. An optional
+    ``requires`` tuple names the packages the engine imports: the driver checks them before it
+    writes anything or starts a worker.
     """
 
     name: str
@@ -40,6 +42,8 @@ class CalculatorEngine(abc.ABC):
 
     name = "?"
     kind = "energy"
+    requires: tuple[str, ...] = ()
+    """Packages the engine imports (checked before any work by the labelling driver)."""
 
     def __init__(self) -> None:
         self._calc: Any = None

@@ -1,4 +1,4 @@
-"""CHGNet single points (``pip install chgnet``; pretrained weights from its wheel)."""
+"""CHGNet single points (``chgnet``, pretrained weights from its wheel; the ``chgnet`` extra)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ class CHGNetEngine(CalculatorEngine):
     """CHGNet (``chgnet`` package, pretrained weights from its wheel), CPU, single point."""
 
     name = "chgnet"
+    requires = ("chgnet",)
+    """Packages the engine imports (checked before any work by the labelling driver)."""
 
     def __init__(self, model: str = "0.3.0") -> None:
         super().__init__()

@@ -29,11 +29,11 @@ import csv
 import dataclasses
 import datetime as _dt
 import functools
+import hashlib
 import io
 import json
 import math
 import multiprocessing as mp
-import multiprocessing.pool
 import os
 import sys
 import tarfile
@@ -55,7 +55,7 @@ from defectspace.engines.sevenn import SevenNetEngine
 from defectspace.engines.xtb import XTBEngine, find_openblas, loaded_blas
 from defectspace.io import write_text_atomic
 from defectspace.lattice import Lattice
-from defectspace.placement import Defect, PlacementError, parse_2dmd, to_defects
+from defectspace.placement import Defect, to_defects
 from defectspace.structure import map_structure, placement_to_atoms, read_cif_bytes, structure_id
 
 #: Columns of an energy-engine output file.
@@ -178,7 +178,7 @@ def _structures_or_built(ids: Sequence[str], source: str | Path | None,
     for i in ids:
         if i in index:
             continue
-        states = rows.states.get(i)
+        states = rows.states_of(i)
         if states is None:
             raise KeyError(f"id {i} has no CIF and no defects to build it from")
         out[i] = placement_to_atoms(states, rows.lattice)
@@ -198,18 +198,24 @@ def _columns_for(engine: Engine) -> tuple[str, ...]:
     raise ValueError(f"engine kind must be 'energy' or 'gap', got {engine.kind!r}")
 
 
-def _repair_output(path: Path, columns: Sequence[str]) -> set[str]:
-    """Make ``path`` a clean label file and return the ids it already holds.
+def _repair_output(path: Path, columns: Sequence[str], drop: Callable[[str, str], bool] | None = None
+                   ) -> dict[str, str]:
+    """Make ``path`` a clean label file and return the status of each id it holds.
 
     Creates the file with a header when absent. Drops a half-written last line (no trailing
-    newline), malformed rows and repeated ids (first kept); rewrites atomically if needed.
+    newline), malformed rows, repeated ids (first kept) and the rows ``drop(id, status)`` selects
+    (to be computed again); rewrites atomically if needed, keeping the other lines byte for byte.
     Raises ``ValueError`` when the header differs from ``columns``.
     """
     header = ",".join(columns) + "\n"
     if not path.exists() or path.stat().st_size == 0:
         write_text_atomic(path, header)
-        return set()
-    raw = path.read_text(encoding="utf-8")
+        return {}
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not a label file (not UTF-8 text: {exc.reason} at byte "
+                         f"{exc.start}); use another output file") from None
     changed = False
     if not raw.endswith("\n"):
         raw = raw[: raw.rfind("\n") + 1]  # drop the half-written last line
@@ -223,7 +229,7 @@ def _repair_output(path: Path, columns: Sequence[str]) -> set[str]:
             "use another output file for this engine"
         )
     kept = [header]
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for line in lines[1:]:
         try:
             rows = list(csv.reader([line]))
@@ -233,11 +239,32 @@ def _repair_output(path: Path, columns: Sequence[str]) -> set[str]:
         if len(rows) != 1 or len(rows[0]) != len(columns) or rows[0][0] in seen:
             changed = True
             continue
-        seen.add(rows[0][0])
+        if drop is not None and drop(rows[0][0], rows[0][1]):
+            changed = True
+            continue
+        seen[rows[0][0]] = rows[0][1]
         kept.append(line)
     if changed:
         write_text_atomic(path, "".join(kept))
     return seen
+
+
+def inputs_path(output: str | Path) -> Path:
+    """The input fingerprints of a label file: same path with suffix ``.inputs.csv``, one
+    ``id,sha256`` line per computed row (the last line of an id counts)."""
+    return Path(output).with_suffix(".inputs.csv")
+
+
+def _read_fingerprints(path: Path) -> dict[str, str]:
+    """The fingerprint recorded for each id (none for rows computed before fingerprints were)."""
+    if not path.is_file():
+        return {}
+    out: dict[str, str] = {}
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for row in csv.reader(io.StringIO(text[: text.rfind("\n") + 1])):
+        if len(row) == 2 and len(row[1]) == 64:
+            out[row[0]] = row[1]
+    return out
 
 
 def read_label_csv(path: str | Path) -> list[dict[str, str]]:
@@ -257,21 +284,32 @@ def _format_value(v: Any) -> str:
 
 
 class _RowWriter:
-    """Append-only CSV writer that flushes and fsyncs every row."""
+    """Append-only CSV writer that flushes and fsyncs every row, and records the fingerprint of
+    the row's input in :func:`inputs_path` after it."""
 
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
         self.columns = tuple(columns)
         self._fh = open(path, "a", encoding="utf-8", newline="")
+        self._inputs = open(inputs_path(path), "a", encoding="utf-8", newline="")
 
-    def write(self, row: Mapping[str, Any]) -> None:
+    @staticmethod
+    def _line(values: Sequence[str]) -> str:
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow([_format_value(row.get(c)) for c in self.columns])
-        self._fh.write(buf.getvalue())  # one write per row
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        csv.writer(buf, lineterminator="\n").writerow(values)
+        return buf.getvalue()
+
+    def write(self, row: Mapping[str, Any], fingerprint: str | None = None) -> None:
+        for fh, line in ((self._fh, self._line([_format_value(row.get(c)) for c in self.columns])),
+                         (self._inputs, self._line([str(row["id"]), fingerprint]) if fingerprint
+                          else "")):
+            if line:
+                fh.write(line)  # one write per row
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def close(self) -> None:
         self._fh.close()
+        self._inputs.close()
 
 
 def sidecar_path(output: str | Path) -> Path:
@@ -316,9 +354,11 @@ def _init_worker(engine: Engine) -> None:
     _WORKER_ENGINE = engine
 
 
-def _compute_one(
-    task: tuple[str, Atoms | str],
-) -> tuple[str, int, dict[str, float] | None, float, str]:
+Result = tuple[str, int, "dict[str, float] | None", float, str]
+"""(id, n_atoms, values or None, seconds, error) of one structure."""
+
+
+def _compute_one(task: tuple[str, Atoms | str]) -> Result:
     """Run the worker's engine on one structure; never raises (errors are returned).
 
     ``task`` is ``(id, atoms)``, or ``(id, message)`` for a structure that could not be loaded.
@@ -339,6 +379,182 @@ def _compute_one(
         return sid, len(atoms), None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
 
 
+class EngineStartError(ValueError):
+    """The engine could not start in a worker process (its setup raised, or the process died);
+    the message says why. The run stops: no row could be computed."""
+
+
+SETUP_SECONDS = 900.0
+"""How long a worker may take to set its engine up (load a model) before the run gives up."""
+
+
+def _worker_main(conn: Any, engine: Engine) -> None:
+    """A worker process: set the engine up (reporting ``("ready", blas)`` or ``("failed",
+    reason)``), then answer each ``(id, atoms)`` with :func:`_compute_one`'s result until ``None``
+    or the pipe closes."""
+    try:
+        _init_worker(engine)
+        blas = loaded_blas() if engine.name == "xtb" else ""
+    except BaseException as exc:  # reported to the parent, which stops the run
+        conn.send(("failed", f"{type(exc).__name__}: {exc}".strip()))
+        return
+    conn.send(("ready", blas))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        conn.send(_compute_one(task))
+
+
+@dataclasses.dataclass
+class _Worker:
+    process: Any
+    conn: Any
+
+
+class _Workers:
+    """Worker processes, one structure each at a time, that are replaced when they hang past
+    ``timeout`` seconds (the row fails with the reason) or die; a worker that cannot set its engine
+    up stops the run with :class:`EngineStartError` instead of being respawned forever (as
+    ``multiprocessing.Pool`` does with a failing initializer)."""
+
+    def __init__(self, engine: Engine, n: int, env: Mapping[str, str], timeout: float | None) -> None:
+        self.engine = engine
+        self.env = dict(env)
+        self.timeout = timeout
+        self.blas = ""
+        self.workers: list[_Worker] = []
+        self._ctx = mp.get_context("spawn")
+        starting = [self._spawn() for _ in range(n)]
+        for w in starting:
+            self._wait_ready(w)
+            self.workers.append(w)
+
+    def _spawn(self) -> _Worker:
+        # the spawned process inherits this environment (LD_PRELOAD for xtb); restored at once
+        saved = {k: os.environ.get(k) for k in self.env}
+        try:
+            os.environ.update(self.env)
+            parent, child = self._ctx.Pipe()
+            process = self._ctx.Process(target=_worker_main, args=(child, self.engine), daemon=True)
+            process.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        child.close()
+        return _Worker(process, parent)
+
+    def _wait_ready(self, w: _Worker) -> None:
+        name = self.engine.name
+        try:
+            if not w.conn.poll(SETUP_SECONDS):
+                self._stop(w)
+                raise EngineStartError(f"engine {name} did not start in a worker process within "
+                                       f"{SETUP_SECONDS:g} s")
+            state, detail = w.conn.recv()
+        except (EOFError, OSError):
+            w.process.join(5)
+            raise EngineStartError(f"the worker process of engine {name} died while starting "
+                                   f"(exit code {w.process.exitcode})") from None
+        if state != "ready":
+            self._stop(w)
+            raise EngineStartError(f"engine {name} could not start in a worker process: {detail}")
+        self.blas = detail
+
+    @staticmethod
+    def _stop(w: _Worker) -> None:
+        if w.process.is_alive():
+            w.process.kill()
+        w.process.join(10)
+        w.conn.close()
+
+    def _replace(self, w: _Worker) -> _Worker:
+        self._stop(w)
+        self.workers.remove(w)
+        new = self._spawn()
+        self.workers.append(new)
+        self._wait_ready(new)
+        return new
+
+    def map(self, tasks: Iterable[tuple[str, Atoms | str]]) -> Iterator[Result]:
+        """The result of every task, in the order they finish."""
+        from multiprocessing.connection import wait
+
+        idle = list(self.workers)
+        busy: dict[Any, tuple[_Worker, str, int, float]] = {}  # conn -> worker, id, atoms, start
+        pending = iter(tasks)
+        exhausted = False
+        while True:
+            while idle and not exhausted:
+                task = next(pending, None)
+                if task is None:
+                    exhausted = True
+                elif isinstance(task[1], str):  # not loaded: nothing to compute
+                    yield task[0], 0, None, 0.0, task[1]
+                else:
+                    w = idle.pop()
+                    w.conn.send(task)
+                    busy[w.conn] = (w, task[0], len(task[1]), time.monotonic())
+            if not busy:
+                return
+            wait_s = None
+            if self.timeout is not None:
+                first = min(start for _, _, _, start in busy.values())
+                wait_s = max(0.0, first + self.timeout - time.monotonic())
+            for conn in wait(list(busy), timeout=wait_s):
+                w, sid, n_atoms, start = busy.pop(conn)
+                try:
+                    result: Result = w.conn.recv()
+                except (EOFError, OSError):
+                    w.process.join(5)
+                    yield (sid, n_atoms, None, time.monotonic() - start,
+                           f"WorkerDied: the worker process ended (exit code {w.process.exitcode}) "
+                           "while computing this structure")
+                    idle.append(self._replace(w))
+                    continue
+                idle.append(w)
+                yield result
+            if self.timeout is not None:
+                now = time.monotonic()
+                for conn, (w, sid, n_atoms, start) in list(busy.items()):
+                    if now - start >= self.timeout:
+                        del busy[conn]
+                        yield (sid, n_atoms, None, round(now - start, 3),
+                               f"Timeout: no result within --timeout {self.timeout:g} s; the "
+                               "worker was stopped")
+                        idle.append(self._replace(w))
+
+    def close(self, wait_for_workers: bool) -> None:
+        """Ends the workers: asked to stop (``wait_for_workers``) or killed."""
+        for w in self.workers:
+            if wait_for_workers:
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+        for w in self.workers:
+            if wait_for_workers:
+                w.process.join(10)
+            self._stop(w)
+        self.workers = []
+
+
+def check_engine(engine: Engine) -> None:
+    """Raises ModuleNotFoundError naming the first package ``engine.requires`` lists that is not
+    installed; checked in this process before any worker starts or any file is written."""
+    import importlib.util
+
+    for module in getattr(engine, "requires", ()):
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+
 # ---------------------------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------------------------
@@ -346,54 +562,74 @@ def _compute_one(
 
 @dataclasses.dataclass
 class InputRows:
-    """What to label: ids in order, their placements (``None`` if unknown) and structure source."""
+    """What to label: ids in order, their placements (if the input gives them) and structure
+    source."""
 
     ids: list[str]
-    states: dict[str, NDArray[np.uint8] | None]
-    """(n_sites,) uint8 placement of each id on :attr:`lattice`, None where only a CIF says."""
+    placements: NDArray[np.uint8] | None
+    """(n, n_sites) uint8 placements of the ids on :attr:`lattice` in order; None where only CIFs
+    say (a folder of CIFs, or a CSV without ``defects``)."""
     source: Path | None
     lattice: Lattice = dataclasses.field(default_factory=mos2_2dmd)
+    index: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Row of each id."""
+
+    def __post_init__(self) -> None:
+        if not self.index:
+            self.index = {sid: r for r, sid in enumerate(self.ids)}
+
+    def states_of(self, sid: str) -> NDArray[np.uint8] | None:
+        """The (n_sites,) placement of ``sid``, or None where the input gives none."""
+        return None if self.placements is None else self.placements[self.index[sid]]
+
+    def fingerprint(self, sid: str) -> str:
+        """sha256 of what row ``sid`` is computed from: its placement (in 2DMD form, so spacing
+        and order do not count) or, without one, its CIF's bytes (2DMD's own CIFs: its id)."""
+        from defectspace.placement import format_2dmd
+
+        states = self.states_of(sid)
+        if states is not None:
+            data = ("placement:" + format_2dmd(states[None, :], self.lattice)[0]).encode()
+        elif self.source is not None:
+            data = b"cif:" + Path(_cif_index(str(self.source.resolve()))[sid]).read_bytes()
+        else:
+            data = f"2dmd:{sid}".encode()
+        return hashlib.sha256(data).hexdigest()
 
 
 def read_input(path: str | Path, structures: str | Path | None = None) -> InputRows:
     """Read INPUT: a CSV with columns ``id`` and ``defects`` (2DMD form), or a folder of CIFs.
 
-    For a CSV the structures come from ``structures`` (a CIF folder) or, if ``None``, 2DMD's
-    unrelaxed tar. For a folder, ids come from the file names and placements from mapping each
-    structure onto 2DMD's lattice when it is labelled.
+    A CSV is read by :func:`defectspace.io.read_table` (a byte order mark and CRLF line ends are
+    accepted; an empty, binary or malformed file is refused naming it). For a CSV the structures
+    come from ``structures`` (a CIF folder) or, if ``None``, 2DMD's unrelaxed tar. For a folder,
+    ids come from the file names and placements from mapping each structure onto 2DMD's lattice
+    when it is labelled.
 
     Raises:
         ValueError: no such file or folder, no ``id`` column, a repeated id, or a ``defects``
             entry that is no placement of 2DMD's lattice (naming its line and id).
     """
+    from defectspace.io import InputError, placements_from_table, read_table
+
     p = Path(path)
     if p.is_dir():
         names = sorted(_cif_index(str(p.resolve())))
-        return InputRows(ids=names, states=dict.fromkeys(names), source=p)
+        return InputRows(ids=names, placements=None, source=p)
     if not p.is_file():
-        raise ValueError(f"INPUT {p} is neither a CSV file nor a folder of CIF files")
+        raise InputError(f"input {p} is neither a CSV file nor a folder of CIF files")
     lattice = mos2_2dmd()
-    with open(p, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "id" not in reader.fieldnames:
-            raise ValueError(f"{p} needs an 'id' column, has {reader.fieldnames}")
-        has_defects = "defects" in reader.fieldnames
-        ids: list[str] = []
-        states: dict[str, NDArray[np.uint8] | None] = {}
-        for line, row in enumerate(reader, start=2):
-            sid = row["id"]
-            if sid in states:
-                raise ValueError(f"id {sid!r} occurs twice in {p}")
-            ids.append(sid)
-            if not has_defects:
-                states[sid] = None
-                continue
-            try:
-                states[sid] = parse_2dmd([row["defects"] or ""], lattice)[0]
-            except PlacementError as exc:
-                raise ValueError(f"{p}, line {line} (id {sid}): {str(exc).removeprefix('row 0: ')}") from None
-    return InputRows(ids=ids, states=states, source=Path(structures) if structures else None,
-                     lattice=lattice)
+    source = Path(structures) if structures else None
+    df = read_table(p, required=("id",), columns=["id", "defects"])
+    if "defects" in df.columns:
+        table = placements_from_table(df, p, lattice)  # names a bad row's line; refuses repeated ids
+        return InputRows(ids=table.ids, placements=table.states, source=source, lattice=lattice)
+    ids = [str(i) for i in df["id"]]
+    dup = df["id"].duplicated().to_numpy()
+    if dup.any():
+        r = int(np.flatnonzero(dup)[0])
+        raise InputError(f"{p}, line {r + 2}: duplicate id {ids[r]!r}")
+    return InputRows(ids=ids, placements=None, source=source, lattice=lattice)
 
 
 def _load_or_make_references(engine: Engine, sidecar: Path) -> References | None:
@@ -448,7 +684,7 @@ def _defects(sid: str, rows: InputRows,
              loader: Callable[[Sequence[str], Path | None], Mapping[str, Atoms]]) -> list[Defect] | None:
     """The defects of row ``sid``: of its placement, or of its CIF mapped onto the lattice (only
     the composition enters the formation energy; None when the structure fits no placement)."""
-    states = rows.states.get(sid)
+    states = rows.states_of(sid)
     if states is None and rows.source is not None:
         try:
             states = map_structure(loader([sid], rows.source)[sid], rows.lattice).states
@@ -473,18 +709,30 @@ def label_structures(
     structure_loader: Callable[[Sequence[str], Path | None], Mapping[str, Atoms]] | None = None,
     progress: bool = True,
     use_openblas: bool = True,
+    retry_failed: bool = False,
+    timeout: float | None = None,
 ) -> dict[str, int]:
     """Label the structures of ``input_path`` with ``engine`` and append rows to ``output``.
 
-    ``engine`` is a name (``sevenn``, ``chgnet``, ``xtb``) or an :class:`Engine` instance.
-    ``workers`` processes (default: number of cores) each run one thread; with one worker and an
-    engine that needs no OpenBLAS preload the work runs in this process. ``limit`` caps the number
-    of new rows computed in this call; ``ids`` restricts (and orders) the ids. Rows already in
-    ``output`` are skipped. For ``xtb`` an OpenBLAS found by :func:`find_openblas` is put in the
-    workers' ``LD_PRELOAD`` (``use_openblas=False`` or ``DEFECTSPACE_OPENBLAS=off`` disables).
-    Torch in this process is set to one thread (references and in-process work use it).
+    ``engine`` is a name (``sevenn``, ``chgnet``, ``xtb``) or an :class:`Engine` instance; the
+    packages it needs are checked first, in this process (ModuleNotFoundError names the first
+    missing one; nothing is written). ``workers`` processes (default: number of cores) each run
+    one thread; with one worker, no ``timeout`` and an engine that needs no OpenBLAS preload the
+    work runs in this process. A worker whose engine cannot start stops the run
+    (:class:`EngineStartError`). ``timeout`` limits each structure to that many seconds: the
+    worker is stopped and replaced, and the row is a failed row with the reason. ``limit`` caps
+    the number of new rows computed in this call (``0`` only reads and counts: no engine, no
+    references, no workers); ``ids`` restricts (and orders) the ids.
+
+    Rows already in ``output`` are skipped, unless the row's input changed since it was computed
+    (the fingerprint recorded in :func:`inputs_path` differs: its defects, or its CIF's bytes) or
+    it failed and ``retry_failed`` is set: those rows are dropped from ``output`` and computed
+    again. For ``xtb`` an OpenBLAS found by :func:`find_openblas` is put in the workers'
+    ``LD_PRELOAD`` (``use_openblas=False`` or ``DEFECTSPACE_OPENBLAS=off`` disables). Torch in
+    this process is set to one thread (references and in-process work use it).
     ``structure_loader(ids, source)`` replaces :func:`structures_for_ids` (e.g. atoms built from
-    placements). Returns counts ``{"done_before", "computed", "ok", "failed"}``.
+    placements). Returns counts ``{"done_before", "computed", "ok", "failed", "changed",
+    "retried"}`` (``changed`` and ``retried`` rows are among the computed ones, or still to do).
     """
     eng = make_engine(engine) if isinstance(engine, str) else engine
     if workers is None:
@@ -493,58 +741,64 @@ def label_structures(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be positive, got {timeout}")
+    check_engine(eng)
     out = Path(output)
     columns = _columns_for(eng)
     rows = read_input(input_path, structures)
     wanted = list(rows.ids)
     if ids is not None:
-        known = set(rows.states)
-        unknown = [i for i in ids if i not in known]
+        unknown = [i for i in ids if i not in rows.index]
         if unknown:
             raise ValueError(f"{len(unknown)} ids are not in {input_path}: {unknown[:5]}")
         wanted = list(dict.fromkeys(ids))
-    done = _repair_output(out, columns)
+    recorded = _read_fingerprints(inputs_path(out))
+    wanted_set = set(wanted)
+    changed: list[str] = []
+    retried: list[str] = []
+
+    def drop(sid: str, status: str) -> bool:
+        if sid not in wanted_set:
+            return False
+        old = recorded.get(sid)
+        if old is not None and old != rows.fingerprint(sid):
+            changed.append(sid)
+            return True
+        if retry_failed and status == "failed":
+            retried.append(sid)
+            return True
+        return False
+
+    done = _repair_output(out, columns, drop if (recorded or retry_failed) else None)
     todo = [i for i in wanted if i not in done]
     if limit is not None:
         todo = todo[:limit]
-    counts = {"done_before": len(done & set(wanted)), "computed": 0, "ok": 0, "failed": 0}
+    counts = {"done_before": len(done.keys() & wanted_set), "computed": 0, "ok": 0, "failed": 0,
+              "changed": len(changed), "retried": len(retried)}
+    if not todo:
+        return counts
 
     preload = find_openblas() if (use_openblas and eng.name == "xtb") else None
-    in_process = workers == 1 and preload is None
+    in_process = workers == 1 and preload is None and timeout is None
     if in_process:
         _init_worker(eng)
     sidecar = sidecar_path(out)
     _one_thread()
     refs = _load_or_make_references(eng, sidecar)
     loader = structure_loader or (lambda chunk, src: _structures_or_built(chunk, src, rows))
+    pool: _Workers | None = None
+    if not in_process:
+        env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        if preload is not None:
+            prev = os.environ.get("LD_PRELOAD", "")
+            env["LD_PRELOAD"] = prev if preload in prev.split(":") else ":".join(
+                q for q in (preload, prev) if q)
+            env["OPENBLAS_NUM_THREADS"] = os.environ.get("OPENBLAS_NUM_THREADS", "1")
+        pool = _Workers(eng, workers, env, timeout)
     writer = _RowWriter(out, columns)
-    pool: multiprocessing.pool.Pool | None = None
-    blas = ""
     finished = False
     try:
-        if not todo:
-            finished = True
-            return counts
-        if not in_process:
-            # the spawned workers inherit this environment; restored once they have started
-            saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-            try:
-                if preload is not None:
-                    prev = os.environ.get("LD_PRELOAD", "")
-                    if preload not in prev.split(":"):
-                        os.environ["LD_PRELOAD"] = ":".join(p for p in (preload, prev) if p)
-                    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-                os.environ.setdefault("OMP_NUM_THREADS", "1")
-                ctx = mp.get_context("spawn")
-                pool = ctx.Pool(workers, initializer=_init_worker, initargs=(eng,))
-                if eng.name == "xtb":  # also waits until the workers are up
-                    blas = pool.apply(loaded_blas)
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
         extra: dict[str, Any] = {
             "workers": workers,
             "structures": str(rows.source)
@@ -552,7 +806,7 @@ def label_structures(
             else "2DMD unrelaxed CIFs (mos2_unrelaxed.tar.xz)",
         }
         if eng.name == "xtb":
-            extra["blas"] = blas if pool is not None else loaded_blas()
+            extra["blas"] = pool.blas if pool is not None else loaded_blas()
         _write_sidecar(sidecar, eng, refs, str(input_path), extra)
 
         def tasks() -> Iterator[tuple[str, Atoms | str]]:
@@ -570,11 +824,8 @@ def label_structures(
                 for sid in chunk:
                     yield sid, loaded[sid]
 
-        results: Iterable[tuple[str, int, dict[str, float] | None, float, str]]
-        if pool is None:
-            results = map(_compute_one, tasks())
-        else:
-            results = pool.imap_unordered(_compute_one, tasks(), chunksize=1)
+        results: Iterable[Result]
+        results = map(_compute_one, tasks()) if pool is None else pool.map(tasks())
         bar: Any = None
         if progress:
             from tqdm import tqdm
@@ -601,7 +852,7 @@ def label_structures(
             else:
                 row.update(status="ok", **values)
                 counts["ok"] += 1
-            writer.write(row)
+            writer.write(row, rows.fingerprint(sid))
             counts["computed"] += 1
             if bar is not None:
                 bar.update(1)
@@ -611,9 +862,5 @@ def label_structures(
     finally:
         writer.close()
         if pool is not None:
-            if finished:
-                pool.close()
-            else:  # interrupted: do not wait for queued work
-                pool.terminate()
-            pool.join()
+            pool.close(wait_for_workers=finished)
     return counts

@@ -12,6 +12,8 @@ class SevenNetEngine(CalculatorEngine):
     """SevenNet-0 (``sevenn`` package, weights from its wheel), CPU, single point."""
 
     name = "sevenn"
+    requires = ("sevenn",)
+    """Packages the engine imports (checked before any work by the labelling driver)."""
 
     def __init__(self, model: str = "7net-0") -> None:
         super().__init__()

@@ -59,6 +59,8 @@ class XTBEngine:
 
     name = "xtb"
     kind = "gap"
+    requires = ("tblite",)
+    """Packages the engine imports (checked before any work by the labelling driver)."""
 
     def __init__(
         self,
