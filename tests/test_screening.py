@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,33 @@ pytest.importorskip("pyarrow")
 LAT = Lattice.preset("MoS2", (8, 8))
 
 
-def fake_scorer(states: np.ndarray) -> dict[str, np.ndarray]:
-    """A deterministic invariant stand-in for embedder + predictors."""
-    counts = np.stack([(states == k).sum(axis=1) for k in range(1, 5)], axis=1).astype(np.float32)
-    last = states.shape[1] - 1 - np.argmax(states[:, ::-1] != 0, axis=1)  # of the canonical form
-    gap = counts @ np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32) + 0.001 * last
-    return {"emb": counts, "fake_gap": gap}
+class FakeScorer:
+    """A deterministic invariant stand-in for the predictors and the embedder; counts the rows it
+    is asked about per column."""
+
+    names = ("fake_gap", "fake_other")
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {"fake_gap": 0, "fake_other": 0, "emb": 0}
+
+    @staticmethod
+    def counts(states: np.ndarray) -> np.ndarray:
+        return np.stack([(states == k).sum(axis=1) for k in range(1, 5)], axis=1).astype(np.float32)
+
+    def predict(self, states: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        last = states.shape[1] - 1 - np.argmax(states[:, ::-1] != 0, axis=1)  # of the canonical form
+        gap = self.counts(states) @ np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32) + 0.001 * last
+        out = {"fake_gap": gap.astype(np.float64), "fake_other": 2.0 * last.astype(np.float64)}
+        for name in names:
+            self.rows[name] += len(states)
+        return {name: out[name] for name in names}
+
+    def embed(self, states: np.ndarray) -> np.ndarray:
+        self.rows["emb"] += len(states)
+        return self.counts(states)
+
+
+fake_scorer = FakeScorer()
 
 
 def config(**kw: object) -> ScreenConfig:
@@ -36,7 +59,7 @@ def config(**kw: object) -> ScreenConfig:
 
 
 def test_random_screen_dedupes_exactly_and_matches_brute_counts(tmp_path: Path) -> None:
-    s = screen(config(), tmp_path / "out.parquet", scorer=fake_scorer)
+    s = screen(config(embed=True), tmp_path / "out.parquet", scorer=FakeScorer())
     df = pd.read_parquet(tmp_path / "out.parquet")
     c = Canonicalizer(LAT)
     # regenerate the same placements directly and dedupe them in one go
@@ -85,28 +108,31 @@ def test_property_ranges_filter(tmp_path: Path) -> None:
         screen(config(ranges=(("nope", 0, 1),)), tmp_path / "p.parquet", scorer=fake_scorer)
 
 
+class FailingScorer(FakeScorer):
+    """Fails on its third call to predict."""
+
+    def predict(self, states: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 3:
+            raise RuntimeError("killed")
+        return super().predict(states, names)
+
+
 def test_resume_after_failure_gives_identical_output(tmp_path: Path) -> None:
     clean = tmp_path / "clean.parquet"
     screen(config(), clean, scorer=fake_scorer)
-    calls = {"n": 0}
-
-    def failing(states: np.ndarray) -> dict[str, np.ndarray]:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("killed")
-        return fake_scorer(states)
-
     out = tmp_path / "resumed.parquet"
     with pytest.raises(RuntimeError, match="killed"):
-        screen(config(), out, scorer=failing)
+        screen(config(), out, scorer=FailingScorer(), n_workers=1)
     work = tmp_path / "resumed.parquet.work"
-    done = sorted((work / "out").glob("*.parquet"))
+    done = sorted((work / "out").glob("*.arrow"))
     assert len(done) == 2
     mtimes = {p: p.stat().st_mtime_ns for p in done}
-    chunk_files = {p: p.stat().st_mtime_ns for p in (work / "keys").rglob("*.parquet")}
+    chunk_files = {p: p.stat().st_mtime_ns for p in (work / "keys").glob("*.arrow")}
+    assert len(chunk_files) == 5
     screen(config(), out, scorer=fake_scorer, keep_work=True)
     assert {p: p.stat().st_mtime_ns for p in done} == mtimes  # not recomputed
-    assert {p: p.stat().st_mtime_ns for p in (work / "keys").rglob("*.parquet")} == chunk_files
+    assert {p: p.stat().st_mtime_ns for p in (work / "keys").glob("*.arrow")} == chunk_files
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(clean))
     assert out.read_bytes() == clean.read_bytes()
     with pytest.raises(ValueError, match="other arguments"):
@@ -116,12 +142,14 @@ def test_resume_after_failure_gives_identical_output(tmp_path: Path) -> None:
 KILL_SCRIPT = """
 import sys, time, numpy as np
 sys.path.insert(0, {tests!r})
-from test_screening import config, fake_scorer
+from test_screening import FakeScorer, config
 from defectspace.pipeline.screening import screen
-def slow(states):
-    time.sleep(0.4)
-    return fake_scorer(states)
-screen(config(n_partitions=8), sys.argv[1], scorer=slow if sys.argv[2] == "slow" else fake_scorer)
+class Slow(FakeScorer):
+    def predict(self, states, names):
+        time.sleep(0.4)
+        return super().predict(states, names)
+screen(config(n_partitions=8, ranges=(("fake_gap", 0.0, 2.0),)), sys.argv[1],
+       scorer=Slow() if sys.argv[2] == "slow" else FakeScorer(), n_workers=2)
 """
 
 
@@ -132,12 +160,12 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, str(script), str(out), "slow"])
     work = tmp_path / "k.parquet.work" / "out"
     deadline = time.time() + 60
-    while time.time() < deadline and len(list(work.glob("*.parquet"))) < 2:
+    while time.time() < deadline and len(list(work.glob("*.arrow"))) < 2:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists()
-    assert 0 < len(list(work.glob("*.parquet"))) < 8
+    assert 0 < len(list(work.glob("*.arrow"))) < 8
     subprocess.run([sys.executable, str(script), str(out), "fast"], check=True)
     clean = tmp_path / "c.parquet"
     subprocess.run([sys.executable, str(script), str(clean), "fast"], check=True)
@@ -168,23 +196,24 @@ def test_tasks_give_the_core_and_torch_the_task_thread_count(tmp_path: Path,
             return fn(*args, n_threads=n_threads)
         return wrapped
 
-    set_threads = torch.set_num_threads
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen["torch"].append(n), set_threads(n)))
     monkeypatch.setattr(screening, "Canonicalizer", SpyCanonicalizer)
     monkeypatch.setattr(_core, "defect_pair_histogram", spy("histogram", _core.defect_pair_histogram))
     monkeypatch.setattr(_core, "predict_tree_ensemble", spy("trees", _core.predict_tree_ensemble))
     cfg_json = json.dumps(asdict(config(n=700)), sort_keys=True)
     screening.run_chunk(cfg_json, str(tmp_path), 0, 1)
     assert seen["canonicalizer"] == [1]
-    scorer = screening.default_scorer(None, None, LAT, n_threads=1)
+    scorer = screening.ModelScorer(screening.default_scorer(None, None, LAT).models, LAT, n_threads=1)
     threads_before = torch.get_num_threads()
     x = Canonicalizer(LAT).sample({"S->V": 2, "Mo->W": 1}, 5, seed=0)
-    cols = scorer(x)
-    assert set(cols) == {"emb", "homo_lumo_gap", "formation_energy_per_site"}
-    assert seen["histogram"] and set(seen["histogram"]) == {1}
+    cols = scorer.predict(x, scorer.names)
+    assert set(cols) == {"homo_lumo_gap", "formation_energy_per_site"}
+    assert seen["histogram"] == [1]  # one histogram shared by both predictors and the prior
     assert seen["trees"] and set(seen["trees"]) == {1}
-    assert seen["torch"][0] == 1  # the embedder ran with one torch thread
-    assert torch.get_num_threads() == threads_before  # restored after scoring
+    monkeypatch.setattr(torch, "set_num_threads", lambda n, f=torch.set_num_threads: (
+        seen["torch"].append(n), f(n)))
+    assert scorer.embed(x).shape == (5, 12)
+    assert seen["torch"][0] == 1
+    assert torch.get_num_threads() == threads_before  # restored after embedding
 
 
 @pytest.mark.slow
@@ -198,7 +227,7 @@ def test_dask_local_cluster_gives_the_same_output(tmp_path: Path) -> None:
     screen(config(), local, scorer=fake_scorer)
     s = screen(config(), dask_out, scorer=fake_scorer, scheduler="local", n_workers=2)
     assert s.distinct == len(pd.read_parquet(dask_out))
-    assert s.threads_per_task == 1  # LocalCluster workers of one thread: one thread per task
+    assert s.threads_per_task == 1 and s.workers == 2  # LocalCluster workers of one thread
     assert local.read_bytes() == dask_out.read_bytes()
 
 
@@ -232,3 +261,157 @@ def test_parquet_input_rows_are_checked_like_csv(tmp_path: Path) -> None:
     s = screen(config(source="file", input_path=str(src), n=0, compositions=()),
                tmp_path / "o.parquet", scorer=fake_scorer, table=table)
     assert s.generated == 2 and s.distinct == 1
+
+
+def test_only_the_filtered_property_is_predicted_for_every_class(tmp_path: Path) -> None:
+    """The screen predicted and embedded every class before filtering; now only what the filter
+    needs is computed for every class, the rest for the kept ones."""
+    cfg = config(ranges=(("fake_gap", 0.85, 0.95),))
+    scorer = FakeScorer()
+    s = screen(cfg, tmp_path / "o.parquet", scorer=scorer)
+    assert 0 < s.kept < s.distinct
+    assert scorer.rows == {"fake_gap": s.distinct, "fake_other": s.kept, "emb": 0}
+    scorer = FakeScorer()
+    e = screen(dataclasses.replace(cfg, embed=True), tmp_path / "e.parquet", scorer=scorer)
+    assert scorer.rows == {"fake_gap": s.distinct, "fake_other": s.kept, "emb": s.kept}
+    plain, embedded = pd.read_parquet(tmp_path / "o.parquet"), pd.read_parquet(tmp_path / "e.parquet")
+    assert set(embedded.columns) - set(plain.columns) == {f"emb_{j}" for j in range(4)}
+    pd.testing.assert_frame_equal(embedded[plain.columns], plain)
+    assert e.kept == s.kept
+
+
+def test_shipped_models_with_and_without_embed_agree(tmp_path: Path) -> None:
+    """The real predictors and embedder: the same rows and columns with and without --embed, the
+    predictions those of PropertyPredictor.predict, the embeddings those of Embedder.embed."""
+    pytest.importorskip("torch")
+    from defectspace.ml.embedder import Embedder
+    from defectspace.predict import load_predictors
+
+    cfg = config(n=1500, ranges=(("homo_lumo_gap", 0.2, 1.0),))
+    s = screen(cfg, tmp_path / "o.parquet")
+    screen(dataclasses.replace(cfg, embed=True), tmp_path / "e.parquet")
+    plain, embedded = pd.read_parquet(tmp_path / "o.parquet"), pd.read_parquet(tmp_path / "e.parquet")
+    assert 0 < s.kept < s.distinct and len(plain) == s.kept
+    assert list(plain.columns[-2:]) == ["homo_lumo_gap", "formation_energy_per_site"]
+    assert set(embedded.columns) - set(plain.columns) == {f"emb_{j}" for j in range(12)}
+    pd.testing.assert_frame_equal(embedded[plain.columns], plain)
+    from defectspace import parse_2dmd
+
+    x = parse_2dmd(plain["defects"].tolist(), LAT)
+    for name, model in load_predictors(None, LAT).items():
+        np.testing.assert_allclose(plain[name], model.predict(x), rtol=1e-12, atol=0)
+    emb = embedded[[f"emb_{j}" for j in range(12)]].to_numpy()
+    np.testing.assert_allclose(emb, Embedder.load().embed(x), rtol=0, atol=1e-6)
+
+
+def test_model_scorer_shares_one_histogram_and_predicts_the_same_bits() -> None:
+    from defectspace.pipeline.screening import default_scorer
+    from defectspace.predict import load_predictors
+
+    c = Canonicalizer(LAT)
+    x = np.concatenate([c.sample({"S->V": 2, "Mo->W": 1}, 300, seed=0),
+                        c.sample({"Mo->V": 7, "Mo->W": 7, "S->V": 22, "S->Se": 22}, 300, seed=1)])
+    scorer = default_scorer(None, None, LAT, n_threads=1)
+    got = scorer.predict(x, scorer.names)
+    for name, model in load_predictors(None, LAT).items():
+        np.testing.assert_array_equal(got[name], model.predict(x, n_threads=1))
+        np.testing.assert_array_equal(scorer.predict(x, [name])[name], got[name])
+
+
+def test_threads_of_this_process_give_the_same_output(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    one = screen(config(), a, scorer=fake_scorer, n_workers=1)
+    three = screen(config(), b, scorer=fake_scorer, n_workers=3)
+    assert (one.workers, three.workers) == (1, 3)
+    assert a.read_bytes() == b.read_bytes()
+    assert {"chunks", "partitions", "merge"} == set(three.phase_seconds)
+    assert {"canonicalize", "read + dedupe", "decode", "predict"} <= set(three.stage_seconds)
+
+
+def test_work_folder_and_output_may_be_fsspec_urls(tmp_path: Path) -> None:
+    """A cluster without a shared disk keeps its work folder and output in an object store."""
+    fsspec = pytest.importorskip("fsspec")
+    local = tmp_path / "local.parquet"
+    screen(config(), local, scorer=fake_scorer)
+    expected = local.read_bytes()
+    # a file:// output and work folder
+    url = (tmp_path / "f.parquet").as_uri()
+    screen(config(), url, scorer=fake_scorer, work_dir=(tmp_path / "w").as_uri(), keep_work=True)
+    assert (tmp_path / "f.parquet").read_bytes() == expected
+    assert len(list((tmp_path / "w" / "keys").glob("*.arrow"))) == 5
+    # memory:// (an in-process object store): output, and the default work folder beside it
+    mem = fsspec.filesystem("memory")
+    root = f"ds-test-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        s = screen(config(), f"memory://{root}/m.parquet", scorer=fake_scorer, keep_work=True)
+        assert mem.cat_file(f"/{root}/m.parquet") == expected
+        assert mem.exists(f"/{root}/m.parquet.work/config.json") and s.kept == len(pd.read_parquet(local))
+        assert not [p for p in mem.find(f"/{root}") if p.endswith(".tmp")]  # no temporary left
+        # resumed from the memory work folder: nothing recomputed, same bytes
+        scorer = FakeScorer()
+        screen(config(), f"memory://{root}/m.parquet", scorer=scorer)
+        assert scorer.rows["fake_gap"] == 0 and mem.cat_file(f"/{root}/m.parquet") == expected
+        assert not mem.exists(f"/{root}/m.parquet.work")  # removed after success
+        with pytest.raises(ValueError, match="Dask workers cannot reach it"):
+            screen(config(), f"memory://{root}/d.parquet", scorer=fake_scorer, scheduler="tcp://127.0.0.1:1")
+    finally:
+        if mem.exists(f"/{root}"):
+            mem.rm(f"/{root}", recursive=True)
+
+
+def test_screen_command_without_embed_never_imports_torch(tmp_path: Path) -> None:
+    out = tmp_path / "h.parquet"
+    code = ("import sys\nfrom defectspace.cli import main\n"
+            f"rc = main(['screen', '--random', '3000', '--counts', 'S->V=2,Mo->W=1', '--counts', "
+            f"'Mo->V=7,Mo->W=7,S->V=22,S->Se=22', '--keep', 'homo_lumo_gap=0.8:1.2', '-o', {str(out)!r}])\n"
+            "assert rc == 0 and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    df = pd.read_parquet(out)
+    assert 0 < len(df) and not [c for c in df.columns if c.startswith("emb_")]
+    assert df["homo_lumo_gap"].between(0.8, 1.2).all()
+    assert "wall per phase" in res.stderr and "canonicalize" in res.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_scheduler_and_workers_in_separate_processes_give_the_same_output(tmp_path: Path) -> None:
+    """As on separate hosts: 'dask scheduler' and 'dask worker' started as their own processes,
+    the shipped models loaded by the workers themselves, the work folder given as a file:// URL."""
+    pytest.importorskip("distributed")
+    from dask.distributed import Client
+
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m", "dask"]
+    procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        procs.append(subprocess.Popen([*dask, "worker", address, "--nworkers", "2", "--nthreads", "1",
+                                       "--no-dashboard", "--local-directory", str(tmp_path / "dw")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        cfg = config(n=2000, ranges=(("homo_lumo_gap", 0.2, 1.0),))
+        local = tmp_path / "local.parquet"
+        screen(cfg, local)
+        remote = tmp_path / "remote.parquet"
+        s = screen(cfg, remote.as_uri(), scheduler=address, work_dir=(tmp_path / "w").as_uri())
+        assert s.workers == 2 and s.threads_per_task == 1 and s.worker_peak_rss_mib > 0
+        assert remote.read_bytes() == local.read_bytes()
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -32,10 +32,12 @@ def _parse_ranges(items: Sequence[str]) -> tuple[tuple[str, float, float], ...]:
 def register(subparsers: Any) -> None:
     """Adds screen to the command line."""
     p = add_command(
-        subparsers, "screen", help="generate, canonicalize, dedupe, embed, predict and filter placements",
+        subparsers, "screen", help="generate, canonicalize, dedupe, predict, filter (and embed) placements",
         example="defectspace screen --input placements.csv --keep 'homo_lumo_gap=0.5:1.5' -o hits.parquet",
         description="Screen placements for wanted properties; writes Parquet. Resumable: rerun the "
-                    "same command after an interruption.")
+                    "same command after an interruption. Only the properties that --keep filters on "
+                    "are predicted for every class; the rest, and the embeddings (--embed), only for "
+                    "the kept classes.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--random", metavar="N", type=int, help="draw N uniformly random placements")
     src.add_argument("--exhaustive", action="store_true", help="every distinct placement")
@@ -44,16 +46,25 @@ def register(subparsers: Any) -> None:
                    help="defect multiset, e.g. 'S->V=3,Mo->W=1'; repeat for several")
     p.add_argument("--keep", action="append", default=[], metavar="COLUMN=LOW:HIGH",
                    help="keep classes with COLUMN in [LOW, HIGH] (eV); repeat for several")
-    add_output(p, "-o", "--output", required=True, help="output Parquet file")
+    add_output(p, "-o", "--output", required=True,
+               help="output Parquet file: a path or an fsspec URL (s3://..., memory://...)")
+    p.add_argument("--embed", action="store_true",
+                   help="add the kept classes' embeddings (emb_0 ...; needs torch); the other columns "
+                        "are the same with or without it")
+    p.add_argument("--work", metavar="URL",
+                   help="work folder for the resumable intermediate files, a path or an fsspec URL "
+                        "that every worker reaches (default: OUTPUT.work)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=int, default=65536)
     p.add_argument("--partitions", type=int, default=0,
                    help="key partitions (default: one per 65536 placements, at least 8), which "
-                        "bound the memory of the embed + predict phase")
+                        "bound the memory of the predict phase")
     p.add_argument("--scheduler", default="none",
                    help="'none' (this process, default), 'local' (a Dask LocalCluster) or a Dask "
                         "scheduler address such as tcp://host:8786")
-    p.add_argument("--workers", type=int, default=2, help="workers of the local Dask cluster")
+    p.add_argument("--workers", type=int, default=0,
+                   help="tasks at once: threads of this process, or workers of the local Dask "
+                        "cluster (default: one per core; each task runs on one thread)")
     add_input(p, "--model", kind="embedder", help="embedder checkpoint (default: the shipped one)")
     add_input(p, "--predictors", kind="predictor", help="predictor folder (default: the shipped ones)")
     add_lattice_args(p, threads=False)
@@ -74,13 +85,17 @@ def cmd_screen(args: argparse.Namespace) -> int:
         raise ValueError("--random and --exhaustive need at least one --counts")
     if args.random is not None and args.random < 0:
         raise ValueError(f"--random must be >= 0, got {args.random}")
-    if args.chunk_size < 1 or args.partitions < 0:
-        raise ValueError("--chunk-size must be positive and --partitions non-negative")
-    # the models load (or fail, naming the file) before the work folder exists
-    from defectspace.ml.embedder import Embedder
+    if args.chunk_size < 1 or args.partitions < 0 or args.workers < 0:
+        raise ValueError("--chunk-size must be positive, --partitions and --workers non-negative")
+    import pyarrow  # noqa: F401  (the screen extra, checked before anything is written)
+
+    # the models load (or fail, naming the file) before the work folder exists; torch only with --embed
     from defectspace.predict import load_predictors
 
-    Embedder.load(args.model, lattice=lat)
+    if args.embed or args.model is not None:  # a given --model is checked even if unused
+        from defectspace.ml.embedder import Embedder
+
+        Embedder.load(args.model, lattice=lat)
     load_predictors(args.predictors, lat)
     source = "random" if args.random is not None else "exhaustive" if args.exhaustive else "file"
     input_path = None
@@ -97,8 +112,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
         partitions = max(8, -(-int(total) // PARTITION_ROWS))
     cfg = ScreenConfig(lat.describe(), source, comps, args.random or 0, input_path, args.seed,
                        args.chunk_size, partitions, args.subgroup, _parse_ranges(args.keep),
-                       args.model, args.predictors, args.on_error)
+                       args.model, args.predictors, args.on_error, args.embed)
     summary = screen(cfg, args.output, scheduler=None if args.scheduler == "none" else args.scheduler,
-                     n_workers=args.workers, keep_work=args.keep_work, table=table)
+                     n_workers=args.workers, work_dir=args.work, keep_work=args.keep_work, table=table)
     print(format_summary(summary), file=sys.stderr)
     return 0

@@ -1,19 +1,23 @@
-"""High-throughput screening: generate, canonicalize, dedupe, embed, predict, filter, write Parquet.
+"""High-throughput screening: generate, canonicalize, dedupe, predict, filter, (embed,) write Parquet.
 
-The run has two resumable phases, each a set of independent tasks that run in this process or on
-a Dask cluster:
+The run has two resumable phases, each a set of independent tasks that run on the threads of this
+process or on a Dask cluster:
 
 1. *chunks*: each chunk of placements (drawn, enumerated or read) is canonicalized and its keys
-   are written, split into ``n_partitions`` files by a hash of the key
-   (``WORK/keys/p<part>/c<chunk>.parquet``);
-2. *partitions*: each partition gathers its keys from every chunk, keeps the first occurrence of
-   every class in (chunk, row) order with its count, decodes the canonical placements from the
-   keys, embeds them, predicts their properties, keeps those inside the wanted ranges and writes
-   ``WORK/out/p<part>.parquet``.
+   are written to one Arrow file, ``WORK/keys/c<chunk>.arrow``, as one record batch per key
+   partition (a hash of the key);
+2. *partitions*: each partition gathers its batch from every chunk file, keeps the first occurrence
+   of every class in (chunk, row) order with its count, decodes the canonical placements from the
+   keys and predicts, in batches that stay in cache, only the properties that the ``ranges``
+   filter on; the other properties, and the embeddings when the output asks for them
+   (``embed=True``), are computed for the kept classes only. The partition's kept classes go to
+   ``WORK/out/p<part>.arrow``.
 
 Dedupe is exact across chunks and workers because equal keys always land in the same partition.
-Every file is written atomically, so a killed run restarted with the same arguments skips what is
-done and produces byte-identical results. The partitions are then concatenated into the output.
+Every file is written whole or not at all, so a killed run restarted with the same arguments skips
+what is done and produces byte-identical results. The partitions are then concatenated into the
+output. The work folder and the output may be local paths or fsspec URLs (``file://``,
+``memory://``, an object store), so workers that share no disk can run a screen.
 """
 
 from __future__ import annotations
@@ -22,28 +26,57 @@ import dataclasses
 import hashlib
 import json
 import os
+import posixpath
 import resource
-import shutil
+import secrets
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from defectspace.canonical import Canonicalizer, key_to_string
-from defectspace.io import OnError, PlacementTable, atomic_path, write_text_atomic
+from defectspace.io import OnError, PlacementTable, atomic_path
 from defectspace.lattice import Lattice
 from defectspace.placement import format_2dmd
 
-WORK_FORMAT = 1
-"""Version of the work-directory layout; a mismatch refuses to resume."""
+if TYPE_CHECKING:
+    from defectspace.predict import PropertyPredictor
 
-Scorer = Callable[[NDArray[np.uint8]], dict[str, NDArray[Any]]]
-"""Maps canonical placements (n, n_sites) to named columns: embeddings and predictions."""
+WORK_FORMAT = 2
+"""Version of the work-folder layout; a mismatch refuses to resume (2: one Arrow key file per chunk,
+Arrow partition outputs)."""
+
+SCORE_BATCH = 2048
+"""Classes decoded and scored at once: the histogram descriptor of a batch (2048 x 174 float64,
+2.8 MB) and the placements stay in cache between the descriptor, the trees and the filter."""
+
+PARTITION_ROWS = 65536
+"""Placements per key partition chosen by the command line: the memory bound of phase 2."""
+
+
+class Scorer(Protocol):
+    """What phase 2 asks of the models: named property columns, embeddings on demand."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The property columns it predicts, in output order."""
+        ...
+
+    def predict(self, states: NDArray[np.uint8], names: Sequence[str]) -> dict[str, NDArray[np.float64]]:
+        """The columns ``names`` ((n,) float64 each) of canonical placements ``(n, n_sites)``."""
+        ...
+
+    def embed(self, states: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """(n, dim) embeddings of canonical placements."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +104,9 @@ class ScreenConfig:
     predictors: str | None = None
     """Predictor folder (None: the shipped defaults)."""
     on_error: str = "fail"
+    embed: bool = False
+    """Whether the output holds the kept classes' embeddings (columns ``emb_0`` ...); the other
+    columns are the same either way."""
 
     def fingerprint(self) -> str:
         """A hash of the configuration (and of the input file's bytes, for a file source)."""
@@ -85,7 +121,7 @@ class ScreenConfig:
 
 @dataclass
 class StageTimes:
-    """Seconds spent per stage, summed over tasks (so over workers too)."""
+    """Seconds spent per stage, summed over tasks (so over threads and workers too)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -108,13 +144,215 @@ class ScreenSummary:
     """Classes inside every property range, written to the output."""
     wall_seconds: float
     stage_seconds: dict[str, float]
+    """Seconds per stage summed over tasks (with several workers, more than the wall time)."""
     peak_rss_mib: float
     """Peak resident memory of this process."""
     output: str
     worker_peak_rss_mib: float = 0.0
     """Largest peak resident memory of a Dask worker (0 without Dask)."""
-    threads_per_task: int = 0
-    """Threads each task gave the core and torch (0: all cores, in this process)."""
+    threads_per_task: int = 1
+    """Threads each task gave the core and torch (the workers run one task per thread)."""
+    workers: int = 1
+    """Tasks run at once: threads of this process, or Dask worker threads."""
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    """Wall seconds of each phase: ``chunks``, ``partitions``, ``merge``."""
+
+
+# ----------------------------------------------------------------------------- folders and URLs
+class Folder:
+    """A folder given as a local path or an fsspec URL, with whole-file writes.
+
+    A local folder (a path or ``file://``) writes through :func:`defectspace.io.atomic_path`
+    (fsynced, renamed into place); any other filesystem writes a hidden temporary object and moves
+    it into place, so a reader sees a file whole or not at all.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.fs: Any = None
+        self.root = url
+        if "://" in url:
+            import fsspec  # type: ignore[import-untyped]
+            from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
+
+            fs, root = fsspec.core.url_to_fs(url)
+            self.root = str(root)
+            if not isinstance(fs, LocalFileSystem):
+                self.fs = fs
+        self.protocol = "file" if self.fs is None else str(np.atleast_1d(self.fs.protocol)[0])
+
+    def path(self, name: str) -> str:
+        """The full path (without protocol) of ``name`` inside this folder."""
+        return posixpath.join(self.root, name) if self.fs is not None else os.path.join(self.root, name)
+
+    def exists(self, name: str) -> bool:
+        if self.fs is None:
+            return os.path.exists(self.path(name))
+        return bool(self.fs.exists(self.path(name)))
+
+    @contextmanager
+    def write(self, name: str) -> Iterator[IO[bytes]]:
+        """A binary file to write ``name`` through; it appears only if the block finishes."""
+        target = self.path(name)
+        if self.fs is None:
+            with atomic_path(target) as local_tmp, open(local_tmp, "wb") as fh:
+                yield fh
+            return
+        parent = posixpath.dirname(target)
+        tmp = posixpath.join(parent, f".{posixpath.basename(target)}.{os.getpid()}.{secrets.token_hex(4)}"
+                                     ".tmp")
+        self.fs.makedirs(parent, exist_ok=True)
+        try:
+            with self.fs.open(tmp, "wb") as remote:
+                yield remote
+            self.fs.mv(tmp, target)
+        finally:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+
+    def read_bytes(self, name: str) -> bytes:
+        if self.fs is None:
+            return Path(self.path(name)).read_bytes()
+        return bytes(self.fs.cat_file(self.path(name)))
+
+    def open_arrow(self, name: str) -> Any:
+        """A pyarrow input file for ``name`` (memory-mapped when local)."""
+        import pyarrow as pa
+
+        if self.fs is None:
+            return pa.memory_map(self.path(name))
+        return pa.PythonFile(self.fs.open(self.path(name), "rb"), mode="r")
+
+    def remove(self) -> None:
+        """Removes the folder and everything in it."""
+        if self.fs is None:
+            import shutil
+
+            shutil.rmtree(self.root, ignore_errors=True)
+        elif self.fs.exists(self.root):
+            self.fs.rm(self.root, recursive=True)
+
+
+_FOLDERS: dict[str, Folder] = {}
+
+
+def _parent_and_name(url: str) -> tuple[Folder, str]:
+    """The folder holding a file given by path or URL, and the file's name."""
+    if "://" in url:
+        protocol, rest = url.split("://", 1)
+        return Folder(f"{protocol}://{posixpath.dirname(rest)}"), posixpath.basename(rest)
+    p = Path(url)
+    return Folder(str(p.parent)), p.name
+
+
+def _folder(url: str) -> Folder:
+    if url not in _FOLDERS:
+        _FOLDERS[url] = Folder(url)
+    return _FOLDERS[url]
+
+
+# ----------------------------------------------------------------------------- models
+def _predict_on_histogram(model: PropertyPredictor, hist: NDArray[np.float64], states: NDArray[np.uint8],
+                          lattice: Lattice, n_threads: int) -> NDArray[np.float64]:
+    """:meth:`PropertyPredictor.predict` of a ``"hist"`` predictor on an already computed histogram
+    (the same operations in the same order, so the same bits; the test compares them)."""
+    import copy
+
+    from defectspace.predict.predictor import n_defects
+
+    f = hist
+    if model.prior is not None:
+        f = np.hstack([model.prior.predict(hist)[:, None], hist])
+    reg = model.model
+    assert reg is not None
+    if reg.get_params().get("n_threads", n_threads) != n_threads:
+        reg = copy.copy(reg).set_params(n_threads=n_threads)
+    out: NDArray[np.float64] = np.asarray(reg.predict(f), dtype=np.float64)
+    if model.extensive:
+        nd = n_defects(states, lattice)
+        out = np.where(nd > 0, out / np.maximum(nd, 1.0), np.nan)
+    return out
+
+
+def _reads_histogram(model: PropertyPredictor) -> bool:
+    """Whether :func:`_predict_on_histogram` computes this predictor's prediction: a ``"hist"``
+    predictor with a ridge or tree regressor and at most a ridge prior (anything else goes through
+    :meth:`PropertyPredictor.predict`)."""
+    from defectspace.predict import GBMRegressor, PropertyPredictor, RidgeRegressor
+
+    return (type(model) is PropertyPredictor and model.descriptor == "hist"
+            and type(model.model) in (GBMRegressor, RidgeRegressor)
+            and (model.prior is None or type(model.prior) is RidgeRegressor))
+
+
+class ModelScorer:
+    """The property predictors of a run, and its embedder loaded (with torch) only when asked.
+
+    The ``"hist"`` predictors share one histogram descriptor per batch (the shipped gap and
+    formation-energy models, and the latter's engine prior, computed it three times).
+    ``n_threads``: threads of the core and of torch (0: all cores).
+    """
+
+    def __init__(self, predictors: Mapping[str, PropertyPredictor], lattice: Lattice,
+                 model: str | None = None, n_threads: int = 0) -> None:
+        self.models = dict(predictors)
+        self.lattice = lattice
+        self.model = model
+        self.n_threads = n_threads
+        self._embedder: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.models)
+
+    def predict(self, states: NDArray[np.uint8], names: Sequence[str]) -> dict[str, NDArray[np.float64]]:
+        from defectspace.descriptors import defect_histogram
+
+        out: dict[str, NDArray[np.float64]] = {}
+        hist: NDArray[np.float64] | None = None
+        for name in names:
+            m = self.models[name]
+            if _reads_histogram(m):
+                if hist is None:
+                    hist = defect_histogram(states, self.lattice, self.n_threads)
+                out[name] = _predict_on_histogram(m, hist, states, self.lattice, self.n_threads)
+            else:
+                out[name] = m.predict(states, n_threads=self.n_threads)
+        return out
+
+    def embed(self, states: NDArray[np.uint8]) -> NDArray[np.float32]:
+        from defectspace.ml.embedder import Embedder
+        from defectspace.ml.encoder import torch_threads
+
+        with self._lock:  # tasks on several threads share the scorer
+            if self._embedder is None:
+                self._embedder = Embedder.load(self.model, lattice=self.lattice)
+        with torch_threads(self.n_threads):
+            out: NDArray[np.float32] = self._embedder.embed(states)
+        return out
+
+
+_SCORERS: dict[tuple[Any, ...], ModelScorer] = {}
+
+
+def default_scorer(model: str | None, predictors: str | None, lattice: Lattice,
+                   n_threads: int = 0) -> ModelScorer:
+    """The (shipped) property predictors and, for ``embed``, the (shipped) embedder, with
+    ``n_threads`` threads of the core and of torch (cached per process: a worker loads them once)."""
+    from defectspace.predict import load_predictors
+
+    key = (model, predictors, json.dumps(lattice.describe(), sort_keys=True), n_threads)
+    if key not in _SCORERS:
+        _SCORERS[key] = ModelScorer(load_predictors(predictors, lattice), lattice, model, n_threads)
+    return _SCORERS[key]
+
+
+def check_ranges(cfg: ScreenConfig, names: Sequence[str]) -> None:
+    """ValueError for a range on a column that the predictors do not give."""
+    for name, _, _ in cfg.ranges:
+        if name not in names:
+            raise ValueError(f"range on {name!r}, but the predictors give {sorted(names)}")
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -145,7 +383,9 @@ def _keys_array(keys: NDArray[np.uint8]) -> Any:
 
 
 def _keys_from_column(column: Any, width: int) -> NDArray[np.uint8]:
-    arr = column.combine_chunks()
+    arr = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    if len(arr) == 0:
+        return np.zeros((0, width), np.uint8)
     data = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
     start = arr.offset * width
     return data[start:start + len(arr) * width].reshape(len(arr), width)
@@ -169,27 +409,25 @@ def partition_of(keys: NDArray[np.uint8], n_partitions: int) -> NDArray[np.int64
     return (h % np.uint64(n_partitions)).astype(np.int64)
 
 
-def _atomic_write_table(table: Any, path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+def _chunk_file(chunk: int) -> str:
+    return f"keys/c{chunk:06d}.arrow"
 
 
-def _chunk_done(work: Path, chunk: int) -> bool:
-    return (work / "keys" / f"done-c{chunk:06d}").exists()
+def _partition_file(part: int) -> str:
+    return f"out/p{part:05d}.arrow"
 
 
 def run_chunk(cfg_json: str, work: str, chunk: int, n_threads: int = 0,
               placements: NDArray[np.uint8] | None = None,
               ids: Sequence[str] | None = None) -> dict[str, float]:
-    """Phase 1 for one chunk: canonicalize and write its keys per partition, with ``n_threads``
-    threads of the core (0: all cores). Returns stage times."""
+    """Phase 1 for one chunk: canonicalize and write its keys, one record batch per partition,
+    with ``n_threads`` threads of the core (0: all cores). Returns stage times."""
     import pyarrow as pa
 
     cfg = ScreenConfig(**_from_json(cfg_json))
-    work_dir = Path(work)
-    if _chunk_done(work_dir, chunk):
+    folder = _folder(work)
+    name = _chunk_file(chunk)
+    if folder.exists(name):
         return {}
     lat = _lattice(cfg.lattice)
     canon = Canonicalizer(lat, cfg.subgroup, n_threads)
@@ -200,23 +438,23 @@ def run_chunk(cfg_json: str, work: str, chunk: int, n_threads: int = 0,
     times["generate"] = time.perf_counter() - t
     t = time.perf_counter()
     ko = canon.keys_and_orbits(placements)
-    keys, orbit = ko.keys, ko.orbit_size
     times["canonicalize"] = time.perf_counter() - t
     t = time.perf_counter()
-    part = partition_of(keys, cfg.n_partitions)
-    rows = np.arange(len(keys), dtype=np.int64)
-    id_array = np.asarray(ids if ids is not None else [], dtype=object)
-    for p in range(cfg.n_partitions):
-        sel = np.flatnonzero(part == p)
-        cols: dict[str, Any] = {
-            "key": _keys_array(keys[sel]),
-            "orbit_size": pa.array(orbit[sel]),
-            "row": pa.array(rows[sel]),
-        }
-        if ids is not None:
-            cols["id"] = pa.array(id_array[sel].tolist(), type=pa.string())
-        _atomic_write_table(pa.table(cols), work_dir / "keys" / f"p{p:03d}" / f"c{chunk:06d}.parquet")
-    (work_dir / "keys" / f"done-c{chunk:06d}").touch()
+    part = partition_of(ko.keys, cfg.n_partitions)
+    order = np.argsort(part, kind="stable")  # rows of a partition stay in input order
+    bounds = np.searchsorted(part[order], np.arange(cfg.n_partitions + 1))
+    keys, orbit = ko.keys[order], ko.orbit_size[order]
+    id_array = np.asarray(ids, dtype=object)[order] if ids is not None else None
+    fields = [("key", pa.binary(canon.key_bytes)), ("orbit_size", pa.from_numpy_dtype(orbit.dtype)),
+              ("row", pa.int64())] + ([("id", pa.string())] if ids is not None else [])
+    schema = pa.schema(fields)
+    with folder.write(name) as fh, pa.ipc.new_file(fh, schema) as writer:
+        for p in range(cfg.n_partitions):
+            s = slice(int(bounds[p]), int(bounds[p + 1]))
+            cols = [_keys_array(keys[s]), pa.array(orbit[s]), pa.array(order[s].astype(np.int64))]
+            if id_array is not None:
+                cols.append(pa.array(id_array[s].tolist(), type=pa.string()))
+            writer.write_batch(pa.record_batch(cols, schema=schema))
     times["write keys"] = time.perf_counter() - t
     return times
 
@@ -255,124 +493,150 @@ def _n_chunks(cfg: ScreenConfig, n_rows: int | None = None) -> int:
     return max(1, -(-total // cfg.chunk_size)) if total else 0
 
 
-def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads: int = 0,
-                  scorer: Scorer | None = None) -> dict[str, Any]:
-    """Phase 2 for one partition: dedupe, embed, predict, filter, write, with ``n_threads`` threads
-    of the core and of torch (0: all cores). Returns stage times."""
+@dataclass
+class _Classes:
+    """The distinct classes of one partition, in first-occurrence order."""
+
+    keys: NDArray[np.uint8]
+    counts: NDArray[np.int64]
+    chunk: NDArray[np.int64]
+    row: NDArray[np.int64]
+    orbit: NDArray[np.int64]
+    ids: list[str] | None
+
+
+def _dedupe_partition(folder: Folder, part: int, n_chunks: int, key_bytes: int) -> _Classes:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from defectspace import _core
 
+    store = _core.KeySet(key_bytes)
+    keys: list[NDArray[np.uint8]] = []
+    chunks: list[NDArray[np.int64]] = []
+    rows: list[NDArray[np.int64]] = []
+    orbits: list[NDArray[np.int64]] = []
+    ids: list[str] = []
+    has_ids = False
+    for chunk in range(n_chunks):
+        with folder.open_arrow(_chunk_file(chunk)) as source:
+            batch = pa.ipc.open_file(source).get_batch(part)
+            if batch.num_rows == 0:
+                continue
+            k = _keys_from_column(batch.column(0), key_bytes)
+            _, is_new = store.insert(k)
+            new = np.flatnonzero(is_new)
+            keys.append(k[new].copy())
+            chunks.append(np.full(len(new), chunk, dtype=np.int64))
+            rows.append(batch.column(2).to_numpy()[new])
+            orbits.append(batch.column(1).to_numpy()[new])
+            if batch.num_columns > 3:
+                has_ids = True
+                ids.extend(np.asarray(batch.column(3).to_pylist(), dtype=object)[new].tolist())
+    return _Classes(np.concatenate(keys) if keys else np.zeros((0, key_bytes), np.uint8),
+                    np.asarray(store.counts(), dtype=np.int64),
+                    np.concatenate(chunks) if chunks else np.zeros(0, np.int64),
+                    np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                    np.concatenate(orbits) if orbits else np.zeros(0, np.int64),
+                    ids if has_ids else None)
+
+
+def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads: int = 0,
+                  scorer: Scorer | None = None) -> dict[str, Any]:
+    """Phase 2 for one partition: dedupe; decode and predict the filtered properties in batches;
+    filter; predict the other properties (and embed, for ``cfg.embed``) for the kept classes only;
+    write. ``n_threads``: threads of the core and of torch (0: all cores). Returns stage times."""
+    import pyarrow as pa
+
     cfg = ScreenConfig(**_from_json(cfg_json))
-    work_dir = Path(work)
-    out_path = work_dir / "out" / f"p{part:03d}.parquet"
-    if out_path.exists():
-        meta = pq.read_metadata(out_path).metadata or {}
+    folder = _folder(work)
+    out_name = _partition_file(part)
+    if folder.exists(out_name):
+        with folder.open_arrow(out_name) as source:
+            meta = pa.ipc.open_file(source).schema.metadata or {}
         return {"times": {}, "distinct": int(meta.get(b"distinct", b"0"))}
     lat = _lattice(cfg.lattice)
     canon = Canonicalizer(lat, cfg.subgroup, n_threads)
-    times: dict[str, float] = {}
-    t = time.perf_counter()
-    store = _core.KeySet(canon.key_bytes)
-    first_chunk: list[NDArray[np.int64]] = []
-    first_row: list[NDArray[np.int64]] = []
-    first_id: list[Any] = []
-    orbits: list[NDArray[np.int64]] = []
-    key_rows: list[NDArray[np.uint8]] = []
-    for chunk in range(n_chunks):
-        path = work_dir / "keys" / f"p{part:03d}" / f"c{chunk:06d}.parquet"
-        table = pq.read_table(path)
-        if table.num_rows == 0:
-            continue
-        keys = _keys_from_column(table.column("key"), canon.key_bytes)
-        _, is_new = store.insert(keys)
-        new = np.flatnonzero(is_new)
-        key_rows.append(keys[new])
-        first_chunk.append(np.full(len(new), chunk, dtype=np.int64))
-        first_row.append(table.column("row").to_numpy()[new])
-        orbits.append(table.column("orbit_size").to_numpy()[new])
-        if "id" in table.column_names:
-            first_id.extend(np.asarray(table.column("id").to_pylist(), dtype=object)[new].tolist())
-    counts = store.counts()
-    keys_all = np.concatenate(key_rows) if key_rows else np.zeros((0, canon.key_bytes), np.uint8)
-    chunks_all = np.concatenate(first_chunk) if first_chunk else np.zeros(0, np.int64)
-    rows_all = np.concatenate(first_row) if first_row else np.zeros(0, np.int64)
-    orbit_all = np.concatenate(orbits) if orbits else np.zeros(0, np.int64)
-    times["dedupe"] = time.perf_counter() - t
-    distinct = len(keys_all)
-    t = time.perf_counter()
-    states = canon.from_keys(keys_all) if distinct else np.zeros((0, lat.n_sites), np.uint8)
     score = scorer if scorer is not None else default_scorer(cfg.model, cfg.predictors, lat, n_threads)
-    columns = _score_in_batches(score, states)
-    times["embed + predict"] = time.perf_counter() - t
+    check_ranges(cfg, score.names)
+    times = {"read + dedupe": 0.0, "decode": 0.0, "predict": 0.0, "embed": 0.0, "format + write": 0.0}
     t = time.perf_counter()
+    cls = _dedupe_partition(folder, part, n_chunks, canon.key_bytes)
+    times["read + dedupe"] = time.perf_counter() - t
+    distinct = len(cls.keys)
+
+    # decode and predict what the filter needs, batch by batch; keep the placements that pass
+    filter_names = list(dict.fromkeys(name for name, _, _ in cfg.ranges))
     keep = np.ones(distinct, dtype=bool)
-    for name, lo, hi in cfg.ranges:
-        if name not in columns:
-            raise ValueError(f"range on {name!r}, but the predictors give {sorted(columns)}")
-        v = np.asarray(columns[name])
-        keep &= (v >= lo) & (v <= hi)
+    kept_states: list[NDArray[np.uint8]] = []
+    columns: dict[str, list[NDArray[Any]]] = {name: [] for name in score.names}
+    for start in range(0, distinct, SCORE_BATCH):
+        t = time.perf_counter()
+        states = canon.from_keys(cls.keys[start:start + SCORE_BATCH])
+        times["decode"] += time.perf_counter() - t
+        if filter_names:
+            t = time.perf_counter()
+            values = score.predict(states, filter_names)
+            ok = np.ones(len(states), dtype=bool)
+            for name, lo, hi in cfg.ranges:
+                v = values[name]
+                ok &= (v >= lo) & (v <= hi)
+            keep[start:start + len(states)] = ok
+            for name in filter_names:
+                columns[name].append(np.asarray(values[name])[ok])
+            states = states[ok]
+            times["predict"] += time.perf_counter() - t
+        kept_states.append(states)
+    kept = np.concatenate(kept_states) if kept_states else np.zeros((0, lat.n_sites), np.uint8)
+
+    # the other properties and the embeddings, for the kept classes only
+    others = [name for name in score.names if name not in filter_names]
+    embeddings: list[NDArray[np.float32]] = []
+    for start in range(0, len(kept), SCORE_BATCH):
+        states = kept[start:start + SCORE_BATCH]
+        if others:
+            t = time.perf_counter()
+            values = score.predict(states, others)
+            for name in others:
+                columns[name].append(np.asarray(values[name]))
+            times["predict"] += time.perf_counter() - t
+        if cfg.embed:
+            t = time.perf_counter()
+            embeddings.append(score.embed(states))
+            times["embed"] += time.perf_counter() - t
+
+    t = time.perf_counter()
     sel = np.flatnonzero(keep)
-    if first_id:
-        ids = np.asarray(first_id, dtype=object)[sel].tolist()
+    if cls.ids is not None:
+        ids = np.asarray(cls.ids, dtype=object)[sel].tolist()
     else:
-        ids = [f"c{c}-r{r}" for c, r in zip(chunks_all[sel].tolist(), rows_all[sel].tolist(), strict=True)]
+        ids = [f"c{c}-r{r}" for c, r in zip(cls.chunk[sel].tolist(), cls.row[sel].tolist(), strict=True)]
     out: dict[str, Any] = {
         "id": pa.array(ids, type=pa.string()),
-        "defects": pa.array(format_2dmd(states[sel], lat), type=pa.string()),
-        "canonical_key": pa.array(key_to_string(keys_all[sel]), type=pa.string()),
-        "orbit_size": pa.array(orbit_all[sel]),
-        "count": pa.array(counts[sel]),
-        "first_chunk": pa.array(chunks_all[sel]),
-        "first_row": pa.array(rows_all[sel]),
+        "defects": pa.array(format_2dmd(kept, lat), type=pa.string()),
+        "canonical_key": pa.array(key_to_string(cls.keys[sel]), type=pa.string()),
+        "orbit_size": pa.array(cls.orbit[sel]),
+        "count": pa.array(cls.counts[sel]),
+        "first_chunk": pa.array(cls.chunk[sel]),
+        "first_row": pa.array(cls.row[sel]),
     }
-    for name, values in columns.items():
-        arr = np.asarray(values)[sel]
-        if arr.ndim == 2:
-            for j in range(arr.shape[1]):
-                out[f"{name}_{j}"] = pa.array(arr[:, j])
-        else:
-            out[name] = pa.array(arr)
+    for name in score.names:
+        parts = columns[name]
+        out[name] = pa.array(np.concatenate(parts) if parts else np.zeros(0, np.float64))
+    if cfg.embed:
+        emb = np.concatenate(embeddings) if embeddings else np.zeros((0, 0), np.float32)
+        dim = emb.shape[1] if len(emb) else _embedding_dim(score, lat)
+        for j in range(dim):
+            out[f"emb_{j}"] = pa.array(emb[:, j] if len(emb) else np.zeros(0, np.float32))
     table = pa.table(out).replace_schema_metadata({"distinct": str(distinct)})
-    _atomic_write_table(table, out_path)
-    times["filter + write"] = time.perf_counter() - t
+    with folder.write(out_name) as fh, pa.ipc.new_file(fh, table.schema) as writer:
+        writer.write_table(table)
+    times["format + write"] = time.perf_counter() - t
     return {"times": times, "distinct": distinct}
 
 
-PARTITION_ROWS = 65536
-"""Placements per key partition chosen by the command line: the memory bound of phase 2."""
-
-SCORE_BATCH = 16384
-"""Rows scored at once: bounds the scorer's working memory (embedding grids, descriptor rows)."""
-
-
-def _score_in_batches(score: Scorer, states: NDArray[np.uint8]) -> dict[str, NDArray[Any]]:
-    if len(states) <= SCORE_BATCH:
-        return score(states)
-    parts = [score(states[i:i + SCORE_BATCH]) for i in range(0, len(states), SCORE_BATCH)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def default_scorer(model: str | None, predictors: str | None, lattice: Lattice,
-                   n_threads: int = 0) -> Scorer:
-    """Embeddings from the (shipped) embedder plus the (shipped) property predictors, with
-    ``n_threads`` threads of torch and of the core (0: as many as they like)."""
-    from defectspace.ml.embedder import Embedder
-    from defectspace.ml.encoder import torch_threads
-    from defectspace.predict import load_predictors
-
-    embedder = Embedder.load(model)
-    models = load_predictors(predictors, lattice)
-
-    def score(states: NDArray[np.uint8]) -> dict[str, NDArray[Any]]:
-        with torch_threads(n_threads):
-            cols: dict[str, NDArray[Any]] = {"emb": embedder.embed(states)}
-        for name, m in models.items():
-            cols[name] = m.predict(states, n_threads=n_threads)
-        return cols
-
-    return score
+def _embedding_dim(score: Scorer, lattice: Lattice) -> int:
+    """The embedding width, for a partition that kept nothing (its columns still exist)."""
+    return int(score.embed(np.zeros((1, lattice.n_sites), np.uint8)).shape[1])
 
 
 def _from_json(text: str) -> dict[str, Any]:
@@ -383,45 +647,77 @@ def _from_json(text: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- driver
-class Runner:
-    """Runs tasks in this process or on Dask, and knows how many threads each task may use."""
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
-    def __init__(self, scheduler: str | None, n_workers: int = 2) -> None:
+
+class Runner:
+    """Runs tasks on the threads of this process or on Dask workers.
+
+    Each task runs the core and torch on one thread: a Dask worker runs one task per worker thread,
+    and this process runs ``n_workers`` tasks at once (default: one per usable core), so the
+    machine's cores are shared out, never oversubscribed.
+    """
+
+    def __init__(self, scheduler: str | None, n_workers: int = 0) -> None:
         self.client: Any = None
         self.cluster: Any = None
-        self.task_threads = 0
-        """Threads of the core and of torch per task: 0 (all cores) in this process, else the
-        Dask workers' thread count (the smallest, on a cluster of several kinds)."""
+        self.task_threads = 1
+        """Threads of the core and of torch per task."""
+        self.workers = n_workers if n_workers > 0 else usable_cores()
+        """Tasks run at once."""
         if scheduler in (None, "none", "local-process"):
             return
         from dask.distributed import Client, LocalCluster
 
         if scheduler == "local":
-            self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None, silence_logs=40)
             self.client = Client(self.cluster)
         else:
             self.client = Client(scheduler)
-        self.task_threads = max(1, min(self.client.nthreads().values(), default=1))
+        self.workers = max(1, sum(self.client.nthreads().values()))
 
     def map(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], desc: str,
             unit: str = "task") -> Iterator[Any]:
+        """``fn(*a)`` for each ``a``, results in completion order; the first failure cancels the
+        tasks not started and is raised once the running ones have finished."""
         from tqdm import tqdm
 
         bar = tqdm(total=len(args), desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
                    disable=not sys.stderr.isatty() and os.environ.get("DEFECTSPACE_PROGRESS") != "1")
         try:
-            if self.client is None:
+            if self.client is not None:
+                from dask.distributed import as_completed
+
+                futures = [self.client.submit(fn, *a, pure=False) for a in args]
+                try:
+                    for fut in as_completed(futures):
+                        yield fut.result()
+                        bar.update()
+                finally:
+                    for fut in futures:
+                        fut.cancel()
+            elif self.workers == 1 or len(args) <= 1:
                 for a in args:
                     yield fn(*a)
                     bar.update()
             else:
-                from dask.distributed import as_completed
-
-                futures = [self.client.submit(fn, *a, pure=False) for a in args]
-                for fut in as_completed(futures):
-                    yield fut.result()
-                    bar.update()
+                with ThreadPoolExecutor(self.workers, thread_name_prefix="defectspace-screen") as pool:
+                    pending: set[Future[Any]] = {pool.submit(fn, *a) for a in args}
+                    try:
+                        while pending:
+                            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                            for fut in done:
+                                yield fut.result()
+                                bar.update()
+                    finally:
+                        for fut in pending:
+                            fut.cancel()
         finally:
             bar.close()
 
@@ -439,106 +735,144 @@ class Runner:
             self.cluster.close()
 
 
-def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = None, n_workers: int = 2,
+@contextmanager
+def _torch_threads(n: int, load: bool) -> Iterator[None]:
+    """torch's threads set to ``n`` for the run (and restored after) when this process embeds
+    (``load``) or has torch loaded anyway: tasks on several threads then never race to set it."""
+    if not load and "torch" not in sys.modules:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = None, n_workers: int = 0,
            work_dir: str | Path | None = None, keep_work: bool = False,
            scorer: Scorer | None = None, table: PlacementTable | None = None) -> ScreenSummary:
     """Runs (or resumes) a screening run and writes the kept classes to ``output`` (Parquet).
 
     Args:
         cfg: what to screen.
-        output: the Parquet file to write.
-        scheduler: None (this process), ``"local"`` (a Dask LocalCluster of ``n_workers``
-            processes) or a Dask scheduler address.
-        work_dir: where the resumable intermediate files go (default: ``OUTPUT.work``).
-        keep_work: keep the work directory after success.
-        scorer: replaces the default embedder + predictors (tests, custom models).
+        output: the Parquet file to write: a path or an fsspec URL.
+        scheduler: None (threads of this process), ``"local"`` (a Dask LocalCluster of
+            ``n_workers`` single-thread processes) or a Dask scheduler address.
+        n_workers: tasks at once in this process, or LocalCluster workers (0: one per core).
+        work_dir: where the resumable intermediate files go, a path or an fsspec URL that the
+            workers can reach (default: ``OUTPUT.work``).
+        keep_work: keep the work folder after success.
+        scorer: replaces the default predictors + embedder (tests, custom models).
         table: for a file source, the already-read :class:`defectspace.io.PlacementTable`.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     t0 = time.perf_counter()
-    out = Path(output)
-    work = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
+    out_url = str(output)
+    work_url = str(work_dir) if work_dir is not None else out_url + ".work"
+    work = _folder(work_url)
+    out_folder, out_name = _parent_and_name(out_url)
+    if scheduler not in (None, "none", "local-process") and work.protocol == "memory":
+        raise ValueError(f"the work folder {work_url} lives in this process's memory; Dask workers "
+                         "cannot reach it (give a shared path or an object-store URL)")
+    if scorer is not None:
+        check_ranges(cfg, scorer.names)
+    else:
+        check_ranges(cfg, default_scorer(cfg.model, cfg.predictors, _lattice(cfg.lattice)).names)
     cfg_json = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
     stamp = {"format": WORK_FORMAT, "fingerprint": cfg.fingerprint()}
-    stamp_path = work / "config.json"
-    if stamp_path.exists():
-        old = json.loads(stamp_path.read_text())
+    if work.exists("config.json"):
+        old = json.loads(work.read_bytes("config.json"))
         if old.get("format") != WORK_FORMAT or old.get("fingerprint") != stamp["fingerprint"]:
-            raise ValueError(f"{work} holds a run with other arguments or input; remove it or choose "
+            raise ValueError(f"{work_url} holds a run with other arguments or input; remove it or choose "
                              f"another output")
     else:
-        write_text_atomic(stamp_path, json.dumps({**stamp, "config": json.loads(cfg_json)}, indent=1))
+        with work.write("config.json") as fh:
+            fh.write(json.dumps({**stamp, "config": json.loads(cfg_json)}, indent=1).encode())
     times = StageTimes()
+    phases: dict[str, float] = {}
     runner = Runner(scheduler, n_workers)
     skipped = 0
     try:
-        if cfg.source == "file":
-            if table is None:
-                from defectspace.io import read_placements, report_errors
+        with _torch_threads(runner.task_threads, load=cfg.embed and runner.client is None):
+            t = time.perf_counter()
+            if cfg.source == "file":
+                if table is None:
+                    from defectspace.io import read_placements, report_errors
 
-                on_error: OnError = "skip" if cfg.on_error == "skip" else "fail"
-                table = read_placements(cfg.input_path or "", _lattice(cfg.lattice), on_error)
-                report_errors(table)
-            skipped = len(table.errors)
-            n_rows = len(table.ids)
-            n_chunks = _n_chunks(cfg, n_rows)
-            args: list[tuple[Any, ...]] = [
-                (cfg_json, str(work), c, runner.task_threads,
-                 table.states[c * cfg.chunk_size:(c + 1) * cfg.chunk_size],
-                 table.ids[c * cfg.chunk_size:(c + 1) * cfg.chunk_size]) for c in range(n_chunks)]
-            generated = n_rows
-        else:
-            if cfg.source == "exhaustive":
-                n_rows = len(_enumerated(cfg))
+                    on_error: OnError = "skip" if cfg.on_error == "skip" else "fail"
+                    table = read_placements(cfg.input_path or "", _lattice(cfg.lattice), on_error)
+                    report_errors(table)
+                skipped = len(table.errors)
+                n_rows = len(table.ids)
                 n_chunks = _n_chunks(cfg, n_rows)
+                args: list[tuple[Any, ...]] = [
+                    (cfg_json, work_url, c, runner.task_threads,
+                     table.states[c * cfg.chunk_size:(c + 1) * cfg.chunk_size],
+                     table.ids[c * cfg.chunk_size:(c + 1) * cfg.chunk_size]) for c in range(n_chunks)]
             else:
-                n_rows, n_chunks = cfg.n, _n_chunks(cfg)
-            args = [(cfg_json, str(work), c, runner.task_threads) for c in range(n_chunks)]
+                if cfg.source == "exhaustive":
+                    n_rows = len(_enumerated(cfg))
+                    n_chunks = _n_chunks(cfg, n_rows)
+                else:
+                    n_rows, n_chunks = cfg.n, _n_chunks(cfg)
+                args = [(cfg_json, work_url, c, runner.task_threads) for c in range(n_chunks)]
             generated = n_rows
-        todo = [a for a in args if not _chunk_done(work, a[2])]
-        for result in runner.map(run_chunk, todo, "canonicalize", "chunk"):
-            times.add(result)
-        distinct = 0
-        part_args = [(cfg_json, str(work), p, n_chunks, runner.task_threads) + ((scorer,) if scorer else ())
-                     for p in range(cfg.n_partitions)]
-        for result in runner.map(run_partition, part_args, "embed + predict", "partition"):
-            times.add(result["times"])
-            distinct += result["distinct"]
+            todo = [a for a in args if not work.exists(_chunk_file(a[2]))]
+            for result in runner.map(run_chunk, todo, "canonicalize", "chunk"):
+                times.add(result)
+            phases["chunks"] = time.perf_counter() - t
+            t = time.perf_counter()
+            distinct = 0
+            part_args = [(cfg_json, work_url, p, n_chunks, runner.task_threads)
+                         + ((scorer,) if scorer else ()) for p in range(cfg.n_partitions)]
+            for result in runner.map(run_partition, part_args, "predict + filter", "partition"):
+                times.add(result["times"])
+                distinct += result["distinct"]
+            phases["partitions"] = time.perf_counter() - t
         worker_peak = runner.worker_peak_rss_mib()
-        task_threads = runner.task_threads
     finally:
         runner.close()
     t = time.perf_counter()
     kept = 0
-    with atomic_path(out) as tmp:
+    with out_folder.write(out_name) as fh:
         writer = None
         try:
             for p in range(cfg.n_partitions):
-                part_table = pq.read_table(work / "out" / f"p{p:03d}.parquet").replace_schema_metadata(None)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, part_table.schema)
-                writer.write_table(part_table)
-                kept += part_table.num_rows
+                with work.open_arrow(_partition_file(p)) as source:
+                    part_table = pa.ipc.open_file(source).read_all().replace_schema_metadata(None)
+                    if writer is None:
+                        writer = pq.ParquetWriter(fh, part_table.schema)
+                    writer.write_table(part_table)
+                    kept += part_table.num_rows
         finally:
             if writer is not None:
                 writer.close()
-    times.add({"merge output": time.perf_counter() - t})
+    phases["merge"] = time.perf_counter() - t
+    times.add({"merge output": phases["merge"]})
     if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        work.remove()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return ScreenSummary(generated, skipped, distinct, kept, time.perf_counter() - t0, times.seconds,
-                         peak, str(out), worker_peak, task_threads)
+                         peak, out_url, worker_peak, runner.task_threads, runner.workers, phases)
 
 
 def format_summary(s: ScreenSummary) -> str:
-    """A short human-readable report of a run."""
+    """A short human-readable report of a run: wall time per phase, task time per stage."""
+    where = "Dask worker thread(s)" if s.worker_peak_rss_mib else "thread(s) of this process"
     lines = [f"screened {s.generated:,} placements ({s.skipped} skipped): {s.distinct:,} distinct, "
              f"{s.kept:,} kept -> {s.output}",
-             f"wall {s.wall_seconds:.1f} s, peak memory {s.peak_rss_mib:.0f} MiB (this process)"
-             + (f", {s.worker_peak_rss_mib:.0f} MiB (largest Dask worker)" if s.worker_peak_rss_mib else "")
-             + (f"; {s.threads_per_task} thread(s) per task" if s.threads_per_task else "")]
+             f"wall {s.wall_seconds:.1f} s on {s.workers} {where}, peak memory {s.peak_rss_mib:.0f} MiB "
+             "(this process)"
+             + (f", {s.worker_peak_rss_mib:.0f} MiB (largest Dask worker)" if s.worker_peak_rss_mib else "")]
+    if s.phase_seconds:
+        lines.append("  wall per phase: " + ", ".join(f"{k} {v:.2f} s" for k, v in s.phase_seconds.items()))
+    lines.append("  task seconds per stage (summed over workers):")
     for k, v in s.stage_seconds.items():
-        lines.append(f"  {k:<16} {v:8.2f} s")
+        lines.append(f"    {k:<16} {v:8.2f} s")
     return "\n".join(lines)
