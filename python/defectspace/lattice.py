@@ -273,11 +273,11 @@ class Lattice:
     ) -> Lattice:
         """A lattice from a unit-cell CIF; with no ``defects`` given, every host may be vacant.
 
-        The CIF is read by :func:`defectspace.structure.read_cif_bytes` (malformed files and
+        The CIF is read by :func:`defectspace.cif.read_cif_bytes` (malformed files and
         partial occupancies are refused, naming the site) and must describe a layer
         (:meth:`from_atoms`).
         """
-        from defectspace.structure import read_cif_bytes
+        from defectspace.cif import read_cif_bytes
 
         p = Path(path)
         try:
