@@ -1,6 +1,6 @@
 """Runs one atheris fuzzer for a fixed time, saving crashing inputs under tests/fuzz_corpus/.
 
-    python fuzz/run.py TARGET SECONDS        (TARGET: parse, canonical, structure)
+    python fuzz/run.py TARGET SECONDS        (TARGET: parse, canonical, structure, label)
 """
 
 from __future__ import annotations

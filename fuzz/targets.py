@@ -7,8 +7,9 @@ checked here) or raise ``ValueError`` with a message; any other exception or a c
 from __future__ import annotations
 
 import functools
-import io
-import warnings
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 from defectspace import Canonicalizer, Lattice, parse_2dmd
@@ -112,20 +113,25 @@ def canonical_target(data: bytes) -> None:
 
 
 def structure_target(data: bytes) -> None:
-    """CIF text through reading and mapping onto the MoS2 lattice."""
-    import ase.io
-    from defectspace.structure import map_structure
+    """CIF bytes through the package's one CIF reader, then onto the MoS2 lattice and through the
+    layer check of unit cells: a malformed file, partial occupancies, a structure that fits no
+    placement and a bulk cell must each be a ValueError with a message, never anything else."""
+    from defectspace.lattice import check_layer
+    from defectspace.structure import map_structure, read_cif_bytes
 
     lat = canonicalizer(2, 2, "full").lattice
-    text = data.decode("utf-8", errors="replace")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            atoms = ase.io.read(io.StringIO(text), format="cif")
-    except Exception:  # a malformed CIF is ase's to refuse; the mapping is what is fuzzed
+        atoms = read_cif_bytes(data, "fuzz.cif")
+    except ValueError as exc:
+        assert str(exc).startswith("cannot read CIF fuzz.cif"), exc
         return
-    if isinstance(atoms, list):
-        return
+    assert atoms.pbc.tolist() == [True, True, False]
+    if len(atoms) <= 64:
+        try:
+            vacuum = check_layer(atoms.cell.array, atoms.get_scaled_positions(wrap=True), "fuzz.cif")
+            assert vacuum >= 0
+        except ValueError as exc:
+            assert "not a 2D layer" in str(exc), exc
     try:
         result = map_structure(atoms, lat)
     except ValueError:
@@ -133,4 +139,35 @@ def structure_target(data: bytes) -> None:
     assert result.states.shape == (lat.n_sites,)
 
 
-TARGETS = {"parse": parse_target, "canonical": canonical_target, "structure": structure_target}
+_LABEL_INPUT = Path(tempfile.gettempdir()) / f"defectspace-fuzz-label-{os.getpid()}.csv"
+
+
+def label_target(data: bytes) -> None:
+    """File bytes as the input of ``label`` (and as its --ids-from file): read by the labelling
+    driver's reader, every row fingerprinted. Garbage, an empty file, a BOM, CRLF, a bad row or a
+    repeated id must be a ValueError naming the file, never anything else."""
+    from defectspace.engines.driver import read_input
+    from defectspace.io import read_ids
+
+    _LABEL_INPUT.write_bytes(data)
+    name = str(_LABEL_INPUT)
+    try:
+        rows = read_input(_LABEL_INPUT)
+    except ValueError as exc:
+        assert name in str(exc), exc
+    else:
+        assert len(rows.ids) == len(set(rows.ids))
+        for sid in rows.ids[:8]:
+            assert len(rows.fingerprint(sid)) == 64
+        if rows.placements is not None:
+            assert rows.placements.shape == (len(rows.ids), rows.lattice.n_sites)
+    try:
+        ids = read_ids(_LABEL_INPUT)
+    except ValueError as exc:
+        assert name in str(exc), exc
+    else:
+        assert all(isinstance(i, str) for i in ids)
+
+
+TARGETS = {"parse": parse_target, "canonical": canonical_target, "structure": structure_target,
+           "label": label_target}

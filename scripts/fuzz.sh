@@ -6,7 +6,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUDGET="${1:-120}"
 status=0
-for target in parse canonical structure; do
+for target in parse canonical structure label; do
   echo "== $target ($BUDGET s)"
   python "$ROOT/fuzz/run.py" "$target" "$BUDGET" 2>&1 | grep -E "^(Done|stat::|#[0-9]+ +DONE)|crash-|Error" || true
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
