@@ -227,7 +227,8 @@ def test_finetune_with_property_learns_and_stays_invariant(canon: Canonicalizer)
     np.testing.assert_array_equal(emb.embed(x), before)  # the original is untouched
     assert tuned.metadata["training"]["finetune_with_property"]["labelled_rows"] == 300
     assert_invariant(tuned.embed, x, canon, seed=2, atol=2e-6)
-    assert r2(tuned.embed(x)) > r2(before) + 0.4  # 0.09 before tuning
+    # an untrained embedding barely varies, so its r2 moves with float rounding (0.07 to 0.09)
+    assert r2(before) < 0.15 and r2(tuned.embed(x)) > 0.45  # ~0.49 after tuning
     with pytest.raises(ValueError, match="finite"):
         finetune_with_property(emb, x[:3], np.array([1.0, np.nan, 2.0]))
 

@@ -24,7 +24,7 @@ from defectspace.canonical import Canonicalizer
 from defectspace.checkpoint import CheckpointFormat, sha256_hex, write_checkpoint
 from defectspace.lattice import Lattice
 from defectspace.ml.config import EncoderConfig, channel_table, n_channels
-from defectspace.ml.encoder import Encoder, resolve_device, states_to_grid
+from defectspace.ml.encoder import Encoder, FoldedEncoder, resolve_device, states_to_grid
 from defectspace.placement import as_states
 
 FORMAT_NAME = "defectspace-embedder"
@@ -32,6 +32,11 @@ FORMAT_VERSION = 1
 """Version of the checkpoint layout; :meth:`Embedder.load` refuses any other."""
 WEIGHTS_FILE = "embedder.safetensors"
 META_FILE = "embedder.json"
+FOLDED_BATCH = 512
+"""Rows per pass of the folded encoder on CPU: its features (512 x 64 cells x 24 channels) stay in cache."""
+FOLDED_MIN_BATCH = 8
+"""Smaller batches are padded to this many rows, so that a row's embedding does not depend on the
+batch it came in (oneDNN chooses other convolution kernels, rounding differently, below it)."""
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "data" / "models" / "mos2_8x8"
 """The shipped MoS2 8x8 embedder (``defectspace train-embedder --out DIR --seed 0``)."""
 
@@ -96,6 +101,7 @@ class Embedder:
                              f"{lattice!r} has {n_channels(lattice)}")
         self._table = torch.as_tensor(channel_table(lattice), device=self.device)
         self._canonicalizers: dict[tuple[int, int], Canonicalizer] = {}
+        self._folded: dict[tuple[int, int], tuple[tuple[int, ...], FoldedEncoder | None]] = {}
 
     @property
     def dim(self) -> int:
@@ -157,6 +163,22 @@ class Embedder:
                                                         supercell or self.lattice.supercell))
         return out
 
+    def folded(self, supercell: tuple[int, int]) -> FoldedEncoder | None:
+        """The encoder folded for inference on ``supercell`` (:class:`FoldedEncoder`), rebuilt
+        whenever a weight has changed since; None for the ``"cnn"`` architecture or a supercell
+        smaller than the kernels' reach."""
+        version = tuple(p._version for p in self.encoder.parameters())
+        cached = self._folded.get(supercell)
+        if cached is None or cached[0] != version:
+            folded = None
+            if self.encoder.config.architecture == "equivariant":
+                try:
+                    folded = self.encoder.folded(self.lattice, supercell)
+                except ValueError:
+                    folded = None
+            cached = self._folded[supercell] = (version, folded)
+        return cached[1]
+
     def embed(self, states: ArrayLike, exact: bool = False, batch_size: int = 8192,
               lattice: Lattice | None = None) -> NDArray[np.float32]:
         """``(n, dim)`` float32 embeddings of placements ``(n, n_sites)``.
@@ -175,11 +197,42 @@ class Embedder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         out = np.empty((x.shape[0], self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, x.shape[0], batch_size):
-                part = x[start:start + batch_size]
-                if not part.flags.writeable:
-                    part = part.copy()
-                chunk = torch.from_numpy(part).to(self.device)
-                out[start:start + chunk.shape[0]] = self.embed_tensor(chunk, lat.supercell).cpu().numpy()
+        folded = self.folded(lat.supercell)
+        if folded is None or self.device.type != "cpu":
+            with torch.inference_mode():
+                for start in range(0, x.shape[0], batch_size):
+                    part = np.ascontiguousarray(x[start:start + batch_size])
+                    z = self.embed_tensor(torch.from_numpy(part).to(self.device), lat.supercell)
+                    out[start:start + part.shape[0]] = z.cpu().numpy()
+            return out
+        # on CPU: batches that stay in cache, and torch's threads as threads of rows (each one runs
+        # its batches on one thread) rather than inside every small operation: under load, threads
+        # that wait for each other in every operation were 4x slower; and a row's embedding is then
+        # the same bits whatever the thread count
+        batch = min(batch_size, FOLDED_BATCH)
+        starts = range(0, x.shape[0], batch)
+        n_threads = min(torch.get_num_threads(), len(starts))
+
+        def run(block: range) -> None:
+            old = torch.get_num_threads()
+            torch.set_num_threads(1)  # this thread's own operations (and the same rounding for any count)
+            try:
+                with torch.inference_mode():
+                    for start in block:
+                        part = np.ascontiguousarray(x[start:start + batch])
+                        rows = len(part)
+                        if rows < FOLDED_MIN_BATCH:  # oneDNN picks another kernel for tiny batches
+                            part = np.concatenate([part, np.zeros((FOLDED_MIN_BATCH - rows, part.shape[1]),
+                                                                  part.dtype)])
+                        out[start:start + rows] = folded(torch.from_numpy(part))[:rows].numpy()
+            finally:
+                torch.set_num_threads(old)
+
+        if n_threads <= 1:
+            run(starts)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(n_threads) as pool:
+                list(pool.map(run, [starts[i::n_threads] for i in range(n_threads)]))
         return out

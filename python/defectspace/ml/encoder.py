@@ -39,8 +39,8 @@ from torch import nn
 from defectspace.lattice import Lattice
 from defectspace.ml.config import EncoderConfig, channel_table, n_channels
 
-__all__ = ["AnchorPointGroup", "Encoder", "EncoderConfig", "GroupConv", "channel_table", "n_channels",
-           "neighbourhood", "resolve_device", "states_to_grid", "torch_threads"]
+__all__ = ["AnchorPointGroup", "Encoder", "EncoderConfig", "FoldedEncoder", "GroupConv", "channel_table",
+           "n_channels", "neighbourhood", "resolve_device", "states_to_grid", "torch_threads"]
 
 
 class Encoder(nn.Module):
@@ -83,6 +83,11 @@ class Encoder(nn.Module):
         self.convs = nn.Sequential(*convs)
         self.head = nn.Sequential(nn.Linear(2 * per_op, config.hidden), nn.SiLU(),
                                   nn.Linear(config.hidden, config.dim))
+
+    def folded(self, lattice: Lattice, supercell: tuple[int, int] | None = None) -> FoldedEncoder:
+        """This encoder folded for fast inference on one supercell of ``lattice`` (default: the
+        lattice's own); ``"equivariant"`` only (:class:`FoldedEncoder`)."""
+        return FoldedEncoder(self, lattice, supercell or lattice.supercell)
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
         """Embeddings ``(n, dim)`` of grids ``(n, in_channels, n1, n2)``."""
@@ -240,6 +245,102 @@ class GroupConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.conv2d(_wrap_pad(x, self.pad), self.kernel(), self.bias.repeat(self.n_ops))
+
+
+class FoldedEncoder(nn.Module):
+    """An ``"equivariant"`` :class:`Encoder` folded for inference on one supercell: the same
+    embeddings to float rounding (~1e-6), about three times faster on CPU.
+
+    * The first layer's input is one-hot and sparse, so the first convolution is a lookup: each
+      (site, defect kind) adds its precomputed ``(cells, channels)`` response (the convolution of
+      that one-hot input, wrap-around included) in one ``embedding_bag``; the one-hot grid of
+      :func:`states_to_grid` is never built.
+    * The group convolutions after it run their kernels, all 12 orientations folded into one
+      weight tensor, as one channels-last ``conv2d`` on a circularly padded buffer (oneDNN's
+      direct convolution).
+    * Pooling over cells and orientations reads the channels-last features in place.
+
+    ``forward`` takes integer placements ``(n, n_sites)`` on the module's device and returns
+    ``(n, dim)``. Built by :meth:`Encoder.folded`; the weights are copies (no gradients).
+    """
+
+    def __init__(self, encoder: Encoder, lattice: Lattice, supercell: tuple[int, int]) -> None:
+        super().__init__()
+        convs = [m for m in encoder.convs if isinstance(m, GroupConv)]
+        if encoder.config.architecture != "equivariant" or not convs:
+            raise ValueError("only an 'equivariant' encoder can be folded")
+        n1, n2 = supercell
+        self.supercell = (n1, n2)
+        self.cells = n1 * n2
+        self.normalize = encoder.config.normalize
+        table = channel_table(lattice)
+        n_basis, n_codes = table.shape
+        c_in = n_channels(lattice)
+        lift = convs[0]
+        with torch.no_grad():
+            dev = lift.weight.device
+            eye = torch.eye(c_in * self.cells, device=dev).reshape(c_in * self.cells, c_in, n1, n2)
+            resp = nn.functional.conv2d(_wrap_pad(eye, lift.pad), lift.kernel())  # (inputs, C, n1, n2)
+            self.channels = int(resp.shape[1])
+            # rows: input (channel, cell), then one zero row for host atoms; columns: (cell, channel)
+            lookup = resp.permute(0, 2, 3, 1).reshape(c_in * self.cells, self.cells * self.channels)
+            lookup = torch.cat([lookup, lookup.new_zeros(1, lookup.shape[1])])
+            self.lift_bias: torch.Tensor
+            self.lookup: torch.Tensor
+            self.site_code_row: torch.Tensor
+            self.site_offset: torch.Tensor
+            self.register_buffer("lift_bias", lift.bias.detach().repeat(lift.n_ops).repeat(self.cells))
+            self.register_buffer("lookup", lookup.contiguous())
+            # input row of (site, code): site s = cell * n_basis + basis, code 0 -> the zero row
+            row = np.full((n1 * n2 * n_basis, n_codes), c_in * self.cells, dtype=np.int64)
+            for site in range(row.shape[0]):
+                cell, b = divmod(site, n_basis)
+                for code in range(1, n_codes):
+                    if table[b, code] >= 0:
+                        row[site, code] = int(table[b, code]) * self.cells + cell
+            self.n_codes = n_codes
+            self.padding_row = c_in * self.cells
+            self.register_buffer("site_code_row", torch.from_numpy(row.reshape(-1)).to(dev))
+            self.register_buffer("site_offset", torch.arange(row.shape[0], device=dev) * n_codes)
+            self.pads = [m.pad for m in convs[1:]]
+            if any(p > min(n1, n2) for p in self.pads):
+                raise ValueError(f"a {n1}x{n2} supercell is smaller than the kernels' reach")
+            self.kernels = nn.ParameterList(
+                [nn.Parameter(m.kernel().detach().contiguous(memory_format=torch.channels_last),
+                              requires_grad=False) for m in convs[1:]])
+            self.biases = nn.ParameterList([nn.Parameter(m.bias.detach().repeat(m.n_ops), requires_grad=False)
+                                            for m in convs[1:]])
+        self.per_op = convs[-1].c_out
+        self.head = encoder.head
+
+    def _padded(self, h: torch.Tensor, p: int) -> torch.Tensor:
+        """Circular padding by ``p`` cells of a channels-last ``(n, C, n1, n2)``, into a new buffer."""
+        n, c, h1, h2 = h.shape
+        out = h.new_empty((n, h1 + 2 * p, h2 + 2 * p, c)).permute(0, 3, 1, 2)
+        out[:, :, p:p + h1, p:p + h2] = h
+        out[:, :, :p, p:p + h2] = h[:, :, h1 - p:]
+        out[:, :, p + h1:, p:p + h2] = h[:, :, :p]
+        out[:, :, :, :p] = out[:, :, :, h2:h2 + p]
+        out[:, :, :, p + h2:] = out[:, :, :, p:2 * p]
+        return out
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(n, dim)`` of integer placements ``(n, n_sites)``."""
+        n = states.shape[0]
+        n1, n2 = self.supercell
+        rows = torch.take(self.site_code_row, states.long() + self.site_offset)  # (n, n_sites)
+        h = nn.functional.embedding_bag(rows, self.lookup, mode="sum", padding_idx=self.padding_row)
+        h = nn.functional.silu(h.add_(self.lift_bias), inplace=True)
+        h = h.view(n, n1, n2, self.channels).permute(0, 3, 1, 2)  # channels-last (n, C, n1, n2)
+        for kernel, bias, p in zip(self.kernels, self.biases, self.pads, strict=True):
+            h = nn.functional.silu(nn.functional.conv2d(self._padded(h, p), kernel, bias), inplace=True)
+        # channel g * per_op + c of every cell: pool over cells and orientations per c
+        flat = h.permute(0, 2, 3, 1).reshape(n, -1, self.per_op)
+        pooled = torch.cat([flat.mean(dim=1), flat.amax(dim=1)], dim=1)
+        out: torch.Tensor = self.head(pooled)
+        if self.normalize:
+            out = nn.functional.normalize(out, dim=1)
+        return out
 
 
 def states_to_grid(states: torch.Tensor, table: torch.Tensor, supercell: tuple[int, int]) -> torch.Tensor:
