@@ -415,3 +415,77 @@ def test_scheduler_and_workers_in_separate_processes_give_the_same_output(tmp_pa
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "delete-checksum"])
+@pytest.mark.parametrize("where", ["out/p00001.arrow", "keys/c000002.arrow"])
+def test_damaged_work_file_is_found_and_computed_again(tmp_path: Path, damage: str, where: str) -> None:
+    """A flipped byte in OUT.work/out/p001 gave an OSError traceback; truncated or deleted files
+    gave messages without the file: each work file's sha256 is checked on resume and a damaged
+    one is computed again, with the same bytes as a clean run."""
+    clean = tmp_path / "clean.parquet"
+    screen(config(), clean, scorer=fake_scorer)
+    out = tmp_path / "out.parquet"
+    screen(config(), out, scorer=fake_scorer, keep_work=True)
+    path = tmp_path / "out.parquet.work" / where
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+    elif damage == "truncate":
+        path.write_bytes(bytes(data[: len(data) // 3]))
+    elif damage == "delete":
+        path.unlink()
+    else:
+        Path(str(path) + ".sha256").unlink()  # as if killed between the file and its checksum
+    out.unlink()
+    s = screen(config(), out, scorer=fake_scorer, keep_work=True)
+    assert out.read_bytes() == clean.read_bytes()
+    why = {"flip": "corrupt (sha256", "truncate": "truncated", "delete": "deleted",
+           "delete-checksum": "unfinished (no checksum)"}[damage]
+    assert s.redone == (f"{path}: {why}",) or (s.redone[0].startswith(f"{path}: {why}")
+                                               and len(s.redone) == 1)
+
+
+def test_work_file_damaged_after_its_check_is_one_line_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Read errors name the file and the remedy instead of pyarrow's OSError."""
+    import defectspace.pipeline.screening as S
+
+    out = tmp_path / "out.parquet"
+    screen(config(), out, scorer=fake_scorer, keep_work=True)
+    work = tmp_path / "out.parquet.work"
+    (work / "out" / "p00001.arrow").write_bytes(b"\x00" * 100)
+    monkeypatch.setattr(S.Folder, "ready", lambda self, name, redone=None: True)  # checked earlier
+    with pytest.raises(ValueError, match=r"work file .*p00001\.arrow cannot be read .*rerun the same "
+                                         r"command"):
+        screen(config(), out, scorer=fake_scorer, keep_work=True)
+    (work / "config.json").write_bytes(b"{not json")
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"config\.json is truncated or grown .*remove "
+                                         r".*out\.parquet\.work and rerun"):
+        screen(config(), out, scorer=fake_scorer, keep_work=True)
+
+
+def test_reported_wall_time_covers_reading_the_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """screen --input reported 23 s for a 54 s run: the input was read before the clock started."""
+    import defectspace.io
+    from defectspace.cli import main
+
+    src = tmp_path / "in.csv"
+    src.write_text("id,defects\na,vac:17:S->V\nb,sub:6:Mo->W\n")
+    read = defectspace.io.read_placements
+
+    def slow_read(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(3.0)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(defectspace.io, "read_placements", slow_read)
+    t0 = time.perf_counter()
+    assert main(["screen", "--input", str(src), "-o", str(tmp_path / "h.parquet")]) == 0
+    elapsed = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    wall = float(err.split("wall ")[1].split(" s")[0])
+    assert 3.0 <= wall <= elapsed + 0.05, err
+    assert "read input + models" in err

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     from defectspace.pipeline.screening import PARTITION_ROWS, ScreenConfig, format_summary, screen
     from defectspace.placement import counts_vector
 
+    started = time.perf_counter()  # the reported wall time covers the whole command
     lat = lattice_from(args.lattice, args.supercell)
     comps = tuple(tuple(int(v) for v in counts_vector(parse_counts(c), lat)[1:]) for c in args.counts)
     if (args.random is not None or args.exhaustive) and not comps:
@@ -106,6 +109,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
         input_path = str(Path(args.input).resolve())
         table = read_placements(input_path, lat, "skip" if args.on_error == "skip" else "fail")
         report_errors(table)
+    prepared = time.perf_counter() - started
     partitions = args.partitions
     if partitions == 0:
         total = args.random if source == "random" else len(table.ids) if table is not None else 0
@@ -115,5 +119,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
                        args.model, args.predictors, args.on_error, args.embed)
     summary = screen(cfg, args.output, scheduler=None if args.scheduler == "none" else args.scheduler,
                      n_workers=args.workers, work_dir=args.work, keep_work=args.keep_work, table=table)
+    # screen() times its own phases; reading the input and loading the models came before it
+    summary = dataclasses.replace(summary, wall_seconds=time.perf_counter() - started,
+                                  phase_seconds={"read input + models": prepared, **summary.phase_seconds})
     print(format_summary(summary), file=sys.stderr)
     return 0

@@ -51,6 +51,10 @@ if TYPE_CHECKING:
     from defectspace.predict import PropertyPredictor
 
 WORK_FORMAT = 2
+
+CHECKSUM_SUFFIX = ".sha256"
+"""Every work file ``NAME`` has ``NAME.sha256`` beside it (sha256 and size), written after it: a
+flipped byte, a truncated or a deleted file is found on resume and that file computed again."""
 """Version of the work-folder layout; a mismatch refuses to resume (2: one Arrow key file per chunk,
 Arrow partition outputs)."""
 
@@ -156,6 +160,8 @@ class ScreenSummary:
     """Tasks run at once: threads of this process, or Dask worker threads."""
     phase_seconds: dict[str, float] = field(default_factory=dict)
     """Wall seconds of each phase: ``chunks``, ``partitions``, ``merge``."""
+    redone: tuple[str, ...] = ()
+    """Work files of an earlier run found damaged (``"PATH: why"``) and computed again."""
 
 
 # ----------------------------------------------------------------------------- folders and URLs
@@ -191,24 +197,72 @@ class Folder:
         return bool(self.fs.exists(self.path(name)))
 
     @contextmanager
-    def write(self, name: str) -> Iterator[IO[bytes]]:
-        """A binary file to write ``name`` through; it appears only if the block finishes."""
+    def write(self, name: str, checksum: bool = True) -> Iterator[IO[bytes]]:
+        """A binary file to write ``name`` through; it appears only if the block finishes, and
+        then (``checksum``) ``NAME.sha256`` records its sha256 and size: a work file is done when
+        :meth:`ready` finds the two agree."""
         target = self.path(name)
         if self.fs is None:
-            with atomic_path(target) as local_tmp, open(local_tmp, "wb") as fh:
-                yield fh
-            return
-        parent = posixpath.dirname(target)
-        tmp = posixpath.join(parent, f".{posixpath.basename(target)}.{os.getpid()}.{secrets.token_hex(4)}"
-                                     ".tmp")
-        self.fs.makedirs(parent, exist_ok=True)
+            with atomic_path(target) as local_tmp:
+                with open(local_tmp, "wb") as fh:
+                    yield fh
+                data = Path(local_tmp).read_bytes() if checksum else b""
+        else:
+            parent = posixpath.dirname(target)
+            tmp = posixpath.join(parent, f".{posixpath.basename(target)}.{os.getpid()}."
+                                         f"{secrets.token_hex(4)}.tmp")
+            self.fs.makedirs(parent, exist_ok=True)
+            try:
+                with self.fs.open(tmp, "wb") as remote:
+                    yield remote
+                data = bytes(self.fs.cat_file(tmp)) if checksum else b""
+                self.fs.mv(tmp, target)
+            finally:
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
+        if checksum:
+            with self.write(name + CHECKSUM_SUFFIX, checksum=False) as fh:
+                fh.write(f"{hashlib.sha256(data).hexdigest()} {len(data)}\n".encode())
+
+    def _remove_file(self, name: str) -> None:
+        if self.fs is None:
+            if os.path.lexists(self.path(name)):
+                os.unlink(self.path(name))
+        elif self.fs.exists(self.path(name)):
+            self.fs.rm(self.path(name))
+
+    def problem(self, name: str) -> str | None:
+        """Why work file ``name`` cannot be used (None when it can): missing, unfinished (no
+        checksum: written by a run that was killed, or by an older release), deleted, truncated or
+        corrupt (size or sha256 differ from its checksum file)."""
+        have_sum = self.exists(name + CHECKSUM_SUFFIX)
+        if not self.exists(name):
+            return "deleted" if have_sum else "missing"
+        if not have_sum:
+            return "unfinished (no checksum)"
         try:
-            with self.fs.open(tmp, "wb") as remote:
-                yield remote
-            self.fs.mv(tmp, target)
-        finally:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
+            digest, size = self.read_bytes(name + CHECKSUM_SUFFIX).decode("ascii").split()
+            data = self.read_bytes(name)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            return f"unreadable ({type(exc).__name__}: {exc})"
+        if len(data) != int(size):
+            return f"truncated or grown ({len(data)} bytes, {size} written)"
+        if hashlib.sha256(data).hexdigest() != digest:
+            return f"corrupt (sha256 {hashlib.sha256(data).hexdigest()[:12]}..., {digest[:12]}... written)"
+        return None
+
+    def ready(self, name: str, redone: list[str] | None = None) -> bool:
+        """Whether work file ``name`` is done and whole; a damaged one is removed (to be computed
+        again) and ``"PATH: why"`` appended to ``redone``."""
+        why = self.problem(name)
+        if why is None:
+            return True
+        if why != "missing":
+            self._remove_file(name)
+            self._remove_file(name + CHECKSUM_SUFFIX)
+            if redone is not None:
+                redone.append(f"{self.path(name)}: {why}")
+        return False
 
     def read_bytes(self, name: str) -> bytes:
         if self.fs is None:
@@ -427,7 +481,7 @@ def run_chunk(cfg_json: str, work: str, chunk: int, n_threads: int = 0,
     cfg = ScreenConfig(**_from_json(cfg_json))
     folder = _folder(work)
     name = _chunk_file(chunk)
-    if folder.exists(name):
+    if folder.ready(name):
         return {}
     lat = _lattice(cfg.lattice)
     canon = Canonicalizer(lat, cfg.subgroup, n_threads)
@@ -505,6 +559,22 @@ class _Classes:
     ids: list[str] | None
 
 
+@contextmanager
+def _reading(folder: Folder, name: str) -> Iterator[Any]:
+    """``folder.open_arrow(name)``; a file that cannot be read (deleted or damaged after it was
+    checked) is a ValueError naming it and the remedy, not pyarrow's OSError."""
+    import pyarrow as pa
+
+    try:
+        with folder.open_arrow(name) as source:
+            yield source
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(f"work file {folder.path(name)} cannot be read ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())}); it changed after it was checked: rerun the "
+                         f"same command, which checks every work file and computes a damaged one "
+                         f"again") from None
+
+
 def _dedupe_partition(folder: Folder, part: int, n_chunks: int, key_bytes: int) -> _Classes:
     import pyarrow as pa
 
@@ -518,7 +588,7 @@ def _dedupe_partition(folder: Folder, part: int, n_chunks: int, key_bytes: int) 
     ids: list[str] = []
     has_ids = False
     for chunk in range(n_chunks):
-        with folder.open_arrow(_chunk_file(chunk)) as source:
+        with _reading(folder, _chunk_file(chunk)) as source:
             batch = pa.ipc.open_file(source).get_batch(part)
             if batch.num_rows == 0:
                 continue
@@ -550,10 +620,11 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads:
     cfg = ScreenConfig(**_from_json(cfg_json))
     folder = _folder(work)
     out_name = _partition_file(part)
-    if folder.exists(out_name):
-        with folder.open_arrow(out_name) as source:
+    redone: list[str] = []
+    if folder.ready(out_name, redone):
+        with _reading(folder, out_name) as source:
             meta = pa.ipc.open_file(source).schema.metadata or {}
-        return {"times": {}, "distinct": int(meta.get(b"distinct", b"0"))}
+        return {"times": {}, "distinct": int(meta.get(b"distinct", b"0")), "redone": []}
     lat = _lattice(cfg.lattice)
     canon = Canonicalizer(lat, cfg.subgroup, n_threads)
     score = scorer if scorer is not None else default_scorer(cfg.model, cfg.predictors, lat, n_threads)
@@ -631,7 +702,7 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads:
     with folder.write(out_name) as fh, pa.ipc.new_file(fh, table.schema) as writer:
         writer.write_table(table)
     times["format + write"] = time.perf_counter() - t
-    return {"times": times, "distinct": distinct}
+    return {"times": times, "distinct": distinct, "redone": redone}
 
 
 def _embedding_dim(score: Scorer, lattice: Lattice) -> int:
@@ -786,8 +857,18 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
         check_ranges(cfg, default_scorer(cfg.model, cfg.predictors, _lattice(cfg.lattice)).names)
     cfg_json = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
     stamp = {"format": WORK_FORMAT, "fingerprint": cfg.fingerprint()}
+    redone: list[str] = []
+    if work.exists("config.json") and work.problem("config.json") not in (None, "unfinished (no checksum)"):
+        raise ValueError(f"{work.path('config.json')} is {work.problem('config.json')}: the work "
+                         f"folder cannot be trusted; remove {work_url} and rerun")
     if work.exists("config.json"):
-        old = json.loads(work.read_bytes("config.json"))
+        try:
+            old = json.loads(work.read_bytes("config.json"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{work.path('config.json')} is not valid JSON ({exc}); remove "
+                             f"{work_url} and rerun") from None
+        if not isinstance(old, dict):
+            old = {}
         if old.get("format") != WORK_FORMAT or old.get("fingerprint") != stamp["fingerprint"]:
             raise ValueError(f"{work_url} holds a run with other arguments or input; remove it or choose "
                              f"another output")
@@ -823,7 +904,7 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
                     n_rows, n_chunks = cfg.n, _n_chunks(cfg)
                 args = [(cfg_json, work_url, c, runner.task_threads) for c in range(n_chunks)]
             generated = n_rows
-            todo = [a for a in args if not work.exists(_chunk_file(a[2]))]
+            todo = [a for a in args if not work.ready(_chunk_file(a[2]), redone)]
             for result in runner.map(run_chunk, todo, "canonicalize", "chunk"):
                 times.add(result)
             phases["chunks"] = time.perf_counter() - t
@@ -834,6 +915,7 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
             for result in runner.map(run_partition, part_args, "predict + filter", "partition"):
                 times.add(result["times"])
                 distinct += result["distinct"]
+                redone.extend(result.get("redone", []))
             phases["partitions"] = time.perf_counter() - t
         worker_peak = runner.worker_peak_rss_mib()
     finally:
@@ -844,12 +926,12 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
         writer = None
         try:
             for p in range(cfg.n_partitions):
-                with work.open_arrow(_partition_file(p)) as source:
+                with _reading(work, _partition_file(p)) as source:
                     part_table = pa.ipc.open_file(source).read_all().replace_schema_metadata(None)
-                    if writer is None:
-                        writer = pq.ParquetWriter(fh, part_table.schema)
-                    writer.write_table(part_table)
-                    kept += part_table.num_rows
+                if writer is None:
+                    writer = pq.ParquetWriter(fh, part_table.schema)
+                writer.write_table(part_table)
+                kept += part_table.num_rows
         finally:
             if writer is not None:
                 writer.close()
@@ -859,7 +941,8 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
         work.remove()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return ScreenSummary(generated, skipped, distinct, kept, time.perf_counter() - t0, times.seconds,
-                         peak, out_url, worker_peak, runner.task_threads, runner.workers, phases)
+                         peak, out_url, worker_peak, runner.task_threads, runner.workers, phases,
+                         tuple(redone))
 
 
 def format_summary(s: ScreenSummary) -> str:
@@ -870,6 +953,8 @@ def format_summary(s: ScreenSummary) -> str:
              f"wall {s.wall_seconds:.1f} s on {s.workers} {where}, peak memory {s.peak_rss_mib:.0f} MiB "
              "(this process)"
              + (f", {s.worker_peak_rss_mib:.0f} MiB (largest Dask worker)" if s.worker_peak_rss_mib else "")]
+    for item in s.redone:
+        lines.append(f"  computed again, damaged work file {item}")
     if s.phase_seconds:
         lines.append("  wall per phase: " + ", ".join(f"{k} {v:.2f} s" for k, v in s.phase_seconds.items()))
     lines.append("  task seconds per stage (summed over workers):")
