@@ -422,3 +422,19 @@ def test_export_of_a_table_without_defects_is_one_line(tmp_path: Path,
     assert rc == 2
     assert_one_error_line(err, "ids.csv", "missing column(s) ['defects']")
     assert not (tmp_path / "cifs").exists()
+
+
+def test_export_extxyz_and_label_files_get_the_umask(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """CSV, CIF and extxyz outputs were created 0o600 (temporary file, then rename)."""
+    src = tmp_path / "hits.csv"
+    src.write_text("id,defects\na,vac:17:S->V\n")
+    old = os.umask(0o022)
+    try:
+        assert run(["export", str(src), "-o", str(tmp_path / "all.extxyz")], capsys)[0] == 0
+        assert run(["export", str(src), "-o", str(tmp_path / "cifs")], capsys)[0] == 0
+        assert run(["canonicalize", str(src), "-o", str(tmp_path / "k.csv")], capsys)[0] == 0
+    finally:
+        os.umask(old)
+    for p in (tmp_path / "all.extxyz", tmp_path / "cifs" / "a.cif", tmp_path / "k.csv"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
