@@ -5,7 +5,8 @@
 * :mod:`~defectspace.cli.predict`: predict;
 * :mod:`~defectspace.cli.engines`: label;
 * :mod:`~defectspace.cli.pipeline`: screen;
-* :mod:`~defectspace.cli.design`: design, decode.
+* :mod:`~defectspace.cli.design`: design, decode;
+* :mod:`~defectspace.cli.bench`: bench.
 
 Every sub-command is registered whatever the arguments; a handler imports the heavy modules it
 needs (torch, pyarrow, the engines) when it runs. Bad input and a missing optional dependency end
@@ -19,7 +20,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-from defectspace.cli import core, design, engines, ml, pipeline, predict
+from defectspace.cli import bench, core, design, engines, ml, pipeline, predict
 from defectspace.cli.common import check_arguments, one_line
 
 Handler = Callable[[argparse.Namespace], int]
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"defectspace {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for family in (core, ml, predict, engines, pipeline, design):
+    for family in (core, ml, predict, engines, pipeline, design, bench):
         family.register(sub)
     return parser
 
