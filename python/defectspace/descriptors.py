@@ -17,6 +17,13 @@ histogram, which the C++ core counts.
   histogram of defect-defect minimum-image distances over the lattice's exact distance shells, and
   exponentially damped pair sums. Invariant under every lattice symmetry; for energies it is the
   feature vector of a pair cluster expansion.
+* :func:`rich_descriptor` (``"rich"``): the histogram, plus two smooth views of it that trees and
+  kernels use better than one column per shell: Gaussian-smeared pair-distance distributions per
+  kind pair (:func:`smeared_pair_distribution`) and the distances of the nearest pairs of each
+  kind pair (:func:`nearest_pair_distances`). Exactly invariant, like the histogram.
+* :func:`environment_counts` (with the histogram: ``"env"``): for each defect kind, histograms of
+  how many defects of each kind lie within 2.5, 3.3, 4.1 and 5.6 angstrom of its defects -- local
+  environments, i.e. many-body terms a pair expansion lacks.
 * :func:`polynomial_features`: degree-2 expansion (``1 + d + d(d+1)/2``; 91 for 12 dims).
 * :func:`snn_embeddings`: Siamese embeddings (12 dims) from an embedder passed in
   (:class:`PlacementEmbedder`, e.g. :class:`defectspace.ml.embedder.Embedder`).
@@ -38,7 +45,7 @@ from defectspace.placement import as_states
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
-DESCRIPTORS = ("cm", "bob", "hist", "snn", "snn_poly")
+DESCRIPTORS = ("cm", "bob", "hist", "rich", "env", "snn", "snn_poly")
 """Names accepted by :func:`compute`."""
 
 EMBEDDING_DESCRIPTORS = ("snn", "snn_poly")
@@ -46,6 +53,16 @@ EMBEDDING_DESCRIPTORS = ("snn", "snn_poly")
 
 _SHELL_DECIMALS = 3
 _DAMPING_LENGTHS = (1.5, 3.0, 6.0)
+_SMEAR_GRID = (2.0, 14.0, 41)
+"""Grid of the smeared pair-distance distributions: start, stop (angstrom), points."""
+_SMEAR_WIDTH = 0.35
+"""Gaussian width of the smeared distributions (angstrom)."""
+_NEAREST_PAIRS = 3
+"""Nearest pairs of each kind pair in :func:`nearest_pair_distances`."""
+_ENV_CUTOFFS = (2.5, 3.3, 4.1, 5.6)
+"""Radii (angstrom) of the neighbourhoods of :func:`environment_counts`."""
+_ENV_MAX = 4
+"""Neighbour counts above this share the last bin of :func:`environment_counts`."""
 
 
 def _atomic_number(symbol: str) -> float:
@@ -281,6 +298,134 @@ def defect_histogram(states: ArrayLike, lattice: Lattice, n_threads: int = 0) ->
     return out
 
 
+def _kind_pairs(lattice: Lattice) -> list[tuple[int, int]]:
+    nk = lattice.n_kinds
+    return [(k1, k2) for k1 in range(1, nk + 1) for k2 in range(k1, nk + 1)]
+
+
+@functools.lru_cache(maxsize=8)
+def _smearing_weights(lattice: Lattice) -> NDArray[np.float64]:
+    """(n_hist, n_kind_pairs * n_grid): shell counts -> Gaussian-smeared pair distributions."""
+    table, n_hist, _ = _histogram_layout(lattice)
+    _, shells = _distance_shells(lattice)
+    grid = np.linspace(*_SMEAR_GRID[:2], int(_SMEAR_GRID[2]))
+    pairs = _kind_pairs(lattice)
+    w = np.zeros((n_hist, len(pairs) * len(grid)))
+    for p, (k1, k2) in enumerate(pairs):
+        for s in range(len(shells)):
+            f = table[k1, k2, s]
+            if f >= 0:
+                w[f, p * len(grid):(p + 1) * len(grid)] = np.exp(
+                    -0.5 * ((grid - shells[s]) / _SMEAR_WIDTH) ** 2)
+    w.setflags(write=False)
+    return w
+
+
+@functools.lru_cache(maxsize=8)
+def _nearest_layout(lattice: Lattice) -> list[tuple[NDArray[np.int64], NDArray[np.float64],
+                                                     NDArray[np.float64]]]:
+    """Per kind pair: its histogram columns by increasing distance, 1/r and |dz|/r of each."""
+    table, _, _ = _histogram_layout(lattice)
+    d, shells = _distance_shells(lattice)
+    z = lattice.positions[:, 2]
+    dz = np.abs(z[:, None] - z[None, :])
+    t = lattice.site_types
+    out = []
+    for k1, k2 in _kind_pairs(lattice):
+        cols, inv, tilt = [], [], []
+        t1, t2 = lattice.kind_site_type[k1 - 1], lattice.kind_site_type[k2 - 1]
+        block = (t[:, None] == t1) & (t[None, :] == t2)
+        for s in range(len(shells)):
+            if table[k1, k2, s] >= 0:
+                cols.append(table[k1, k2, s])
+                inv.append(1.0 / shells[s])
+                tilt.append(float(np.mean(dz[block & (d == shells[s])])) / shells[s])
+        out.append((np.asarray(cols, np.int64), np.asarray(inv), np.asarray(tilt)))
+    return out
+
+
+def smeared_pair_distribution(hist: ArrayLike, lattice: Lattice) -> NDArray[np.float64]:
+    """Pair-distance distributions per kind pair, each pair a Gaussian of width 0.35 angstrom on
+    a 2-14 angstrom grid of 41 points (a linear map of :func:`defect_histogram`'s shell counts)."""
+    h = np.asarray(hist, dtype=np.float64)
+    w = _smearing_weights(lattice)
+    out: NDArray[np.float64] = h[:, :w.shape[0]] @ w
+    return out
+
+
+def nearest_pair_distances(hist: ArrayLike, lattice: Lattice,
+                           k: int = _NEAREST_PAIRS) -> NDArray[np.float64]:
+    """For each kind pair, ``1/r`` and ``|dz|/r`` of its ``k`` nearest defect pairs (0 where fewer
+    pairs exist), read off :func:`defect_histogram`'s shell counts: ``(n, n_kind_pairs * k * 2)``."""
+    h = np.asarray(hist, dtype=np.float64)
+    layout = _nearest_layout(lattice)
+    out = np.zeros((h.shape[0], len(layout) * k * 2))
+    for p, (cols, inv, tilt) in enumerate(layout):
+        if len(cols) == 0:
+            continue
+        cum = np.cumsum(h[:, cols], axis=1)
+        inv_pad = np.append(inv, 0.0)
+        tilt_pad = np.append(tilt, 0.0)
+        for q in range(k):
+            j = (cum < q + 0.5).sum(axis=1)  # index of the shell holding the (q+1)-th nearest pair
+            out[:, (p * k + q) * 2] = inv_pad[j]
+            out[:, (p * k + q) * 2 + 1] = tilt_pad[j]
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _neighbourhoods(lattice: Lattice) -> list[Any]:
+    """Sparse (n_sites, n_sites) 0/1 matrices: other sites within each radius of a site."""
+    import scipy.sparse as sp
+
+    d = _periodic_distances(lattice)
+    return [sp.csr_matrix(((d < r) & (d > 1e-9)).astype(np.float64)) for r in _ENV_CUTOFFS]
+
+
+def environment_names(lattice: Lattice) -> list[str]:
+    """Names of the columns of :func:`environment_counts`."""
+    labels = [k.label for k in lattice.kinds]
+    return [f"env:{a}<-{b}@{r}:{'>=' if m == _ENV_MAX else ''}{m}" for a in labels for b in labels
+            for r in _ENV_CUTOFFS for m in range(_ENV_MAX + 1)]
+
+
+def environment_counts(states: ArrayLike, lattice: Lattice) -> NDArray[np.float64]:
+    """Local environments: column ``(k, k2, r, m)`` counts the defects of kind ``k`` that have
+    exactly ``m`` (the last bin: at least ``m``) defects of kind ``k2`` within radius ``r`` of them
+    (minimum image). ``(n, n_kinds**2 * 4 * 5)``: 320 columns on MoS2. Exactly invariant."""
+    import scipy.sparse as sp
+
+    x = as_states(states, lattice)
+    n, nk = x.shape[0], lattice.n_kinds
+    nr, nb = len(_ENV_CUTOFFS), _ENV_MAX + 1
+    out = np.zeros((n, nk * nk * nr * nb))
+    rows, sites = np.nonzero(x)
+    kinds = x[rows, sites].astype(np.int64) - 1
+    for k2 in range(nk):
+        ind = sp.csr_matrix((x == k2 + 1).astype(np.float64))
+        for ri, adj in enumerate(_neighbourhoods(lattice)):
+            m = np.asarray((ind @ adj)[rows, sites]).ravel().astype(np.int64)
+            col = ((kinds * nk + k2) * nr + ri) * nb + np.minimum(m, _ENV_MAX)
+            np.add.at(out, (rows, col), 1.0)
+    return out
+
+
+def rich_blocks(lattice: Lattice) -> dict[str, tuple[int, int]]:
+    """Column ranges of the blocks of :func:`rich_descriptor`: ``hist``, ``smeared``, ``nearest``."""
+    n_hist = len(histogram_feature_names(lattice))
+    n_sm = _smearing_weights(lattice).shape[1]
+    n_near = len(_kind_pairs(lattice)) * _NEAREST_PAIRS * 2
+    return {"hist": (0, n_hist), "smeared": (n_hist, n_hist + n_sm),
+            "nearest": (n_hist + n_sm, n_hist + n_sm + n_near)}
+
+
+def rich_descriptor(states: ArrayLike, lattice: Lattice, n_threads: int = 0) -> NDArray[np.float64]:
+    """The histogram, its smeared pair distributions and nearest-pair distances, side by side
+    (blocks in :func:`rich_blocks`; 684 columns on MoS2)."""
+    h = defect_histogram(states, lattice, n_threads)
+    return np.hstack([h, smeared_pair_distribution(h, lattice), nearest_pair_distances(h, lattice)])
+
+
 def polynomial_features(e: ArrayLike, degree: int = 2) -> NDArray[np.float64]:
     """Degree-2 polynomial expansion ``[1, e_i, e_i e_j (i <= j)]``: ``1 + d + d(d+1)/2`` columns."""
     if degree != 2:
@@ -329,6 +474,10 @@ def compute(
         return bag_of_bonds(states, lattice, **kwargs)
     if name == "hist":
         return defect_histogram(states, lattice, n_threads)
+    if name == "rich":
+        return rich_descriptor(states, lattice, n_threads)
+    if name == "env":
+        return np.hstack([defect_histogram(states, lattice, n_threads), environment_counts(states, lattice)])
     if name == "snn" and embedder is not None:
         return snn_embeddings(states, lattice, embedder, **kwargs)
     if name == "snn_poly" and embedder is not None:
@@ -340,6 +489,8 @@ def descriptor_size(name: str, lattice: Lattice, embedding_dim: int = 12) -> int
     """Number of columns of descriptor ``name`` on ``lattice``."""
     n = lattice.n_sites
     sizes = {"cm": n * n, "bob": n * (n - 1) // 2, "hist": len(histogram_feature_names(lattice)),
+             "rich": rich_blocks(lattice)["nearest"][1],
+             "env": len(histogram_feature_names(lattice)) + len(environment_names(lattice)),
              "snn": embedding_dim, "snn_poly": 1 + embedding_dim + embedding_dim * (embedding_dim + 1) // 2}
     if name not in sizes:
         raise ValueError(f"unknown descriptor {name!r}; known: {', '.join(DESCRIPTORS)}")

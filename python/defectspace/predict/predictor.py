@@ -9,6 +9,13 @@ divided back, which makes a linear model on the histogram descriptor a pair clus
 An optional *engine prior* is a cluster expansion fitted to cheap engine labels (e.g. SevenNet-0
 formation energies of every configuration); its prediction becomes an extra, lightly penalised
 feature of the main model, so scarce DFT labels only have to learn the engine-to-DFT correction.
+Ridge models of extensive targets have no constant term (no defect, no formation energy).
+
+Uncertainty: :meth:`PropertyPredictor.predict_with_std` returns the mean (exactly what
+:meth:`~PropertyPredictor.predict` returns) and a 1-sigma uncertainty: the spread of an ensemble
+regressor calibrated on out-of-fold residuals (:mod:`defectspace.predict.uncertainty`), widened
+where a placement lies outside the training domain (:mod:`defectspace.predict.domain`;
+:meth:`~PropertyPredictor.out_of_domain`, :meth:`~PropertyPredictor.describe_domain`).
 
 Saved predictors are checkpoint folders (:mod:`defectspace.checkpoint`) holding ``metadata.json``
 (format version, lattice description, descriptor, target, label source, hyperparameters, scores,
@@ -33,16 +40,23 @@ from defectspace.checkpoint import CheckpointFormat, read_checked, read_metadata
 from defectspace.descriptors import PlacementEmbedder
 from defectspace.lattice import Lattice
 from defectspace.placement import as_states
+from defectspace.predict.domain import TrainingDomain
 from defectspace.predict.regressors import (
     REGRESSORS,
+    EnsembleRegressor,
     Regressor,
     RidgeRegressor,
     make_regressor,
     regressor_from_arrays,
 )
+from defectspace.predict.uncertainty import Calibration, fit_calibration
+
+SIGMA_PER_MAE = float(np.sqrt(np.pi / 2))
+"""sigma of a normal distribution per mean absolute deviation (uncertainty of uncalibrated models)."""
 
 FORMAT_VERSION = 1
-"""Version of the saved-predictor layout."""
+"""Version of the saved-predictor layout (calibration, domain and ensembles are optional keys that
+version-1 files without them lack)."""
 
 ARRAYS_FILE = "arrays.npz"
 CHECKPOINT = CheckpointFormat("defectspace-predictor", FORMAT_VERSION, "metadata.json", "predictor")
@@ -65,13 +79,37 @@ def n_defects(states: ArrayLike, lattice: Lattice) -> Array:
     return out
 
 
+def _mean_and_spread(model: Regressor, f: Array) -> tuple[Array, Array]:
+    """A regressor's prediction and its spread: the members' for an ensemble, the posterior
+    standard deviation for a ridge model that has it, zeros otherwise."""
+    if isinstance(model, EnsembleRegressor):
+        return model.mean_and_spread(f)
+    mean = np.asarray(model.predict(f), dtype=np.float64)
+    if isinstance(model, RidgeRegressor) and getattr(model, "cov_", None) is not None:
+        return mean, model.predict_std(f)
+    return mean, np.zeros(len(mean))
+
+
+def _composition_scatter(x: NDArray[np.uint8], y: Array, lattice: Lattice) -> float:
+    """RMS scatter (eV) of labels around a ridge fit on the defect amounts and fractions: what a
+    model that knows only the composition gets wrong (the uncertainty added out of domain)."""
+    counts = np.stack([(x == k.code).sum(axis=1) for k in lattice.kinds], axis=1).astype(np.float64)
+    nd = np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    f = np.hstack([counts, counts / nd])
+    if len(y) < 3:
+        return float(np.std(y)) if len(y) else 0.0
+    r = y - RidgeRegressor(alphas=(1e-3, 1e-2, 1e-1, 1.0)).fit(f, y).predict(f)
+    return float(np.sqrt(np.mean(r**2)))
+
+
 # --------------------------------------------------------------------------- the predictor
 class PropertyPredictor:
     """One target predicted from one descriptor of placements on one lattice.
 
     Args:
-        descriptor: ``"hist"``, ``"cm"``, ``"bob"``, ``"snn"`` or ``"snn_poly"``.
-        regressor: ``"ridge"``, ``"krr"`` or ``"gbm"``.
+        descriptor: ``"hist"``, ``"rich"``, ``"cm"``, ``"bob"``, ``"snn"`` or ``"snn_poly"``.
+        regressor: ``"ridge"``, ``"krr"``, ``"gbm"`` or ``"ensemble"`` (whose member spread gives
+            the uncertainty, see :class:`~defectspace.predict.regressors.EnsembleRegressor`).
         target: name of the predicted property (e.g. ``"homo_lumo_gap"``), in eV.
         extensive: fit ``y * n_defects`` and divide predictions by ``n_defects`` (per-site
             quantities such as ``formation_energy_per_site``).
@@ -97,6 +135,10 @@ class PropertyPredictor:
         self.prior: RidgeRegressor | None = None
         self.prior_source = ""
         self.info: dict[str, Any] = {}
+        self.calibration: Calibration | None = None
+        """Maps the ensemble spread to a 1-sigma uncertainty (None: not calibrated)."""
+        self.domain: TrainingDomain | None = None
+        """Defect counts, amounts per kind and pairs seen in training (None: unknown)."""
         self.embedder: PlacementEmbedder | None = None
         """The embedder of the ``snn`` descriptors (None: the shipped one, loaded when needed)."""
 
@@ -109,31 +151,68 @@ class PropertyPredictor:
                              f"for {lattice!r}")
         return self.lattice
 
-    def features(self, states: ArrayLike, lattice: Lattice | None = None, n_threads: int = 0) -> Array:
+    @property
+    def reads_histogram(self) -> bool:
+        """Whether the features are computed from the histogram descriptor alone (``hist`` and
+        ``rich``, with or without a prior): a caller that has the histogram may pass it as ``hist``."""
+        return self.descriptor in ("hist", "rich")
+
+    def features(self, states: ArrayLike, lattice: Lattice | None = None, n_threads: int = 0,
+                 hist: ArrayLike | None = None) -> Array:
         """The descriptor of ``states`` (plus the engine prior's prediction when there is one);
-        ``n_threads``: the core's threads (0: all cores)."""
+        ``n_threads``: the core's threads (0: all cores). ``hist``: the histogram descriptor of
+        ``states`` when the caller has it already (reused by the ``hist``, ``rich`` and ``env``
+        descriptors and the prior instead of counting again; the same bits)."""
         lat = self._check_lattice(lattice)
         x = as_states(states, lat)
+        h: Array | None = None
+        if hist is not None:
+            h = np.asarray(hist, dtype=np.float64)
+            n_hist = desc.descriptor_size("hist", lat)
+            if h.shape != (x.shape[0], n_hist):
+                raise ValueError(f"hist must be the ({x.shape[0]}, {n_hist}) histogram descriptor of the "
+                                 f"placements, got shape {h.shape}")
+        elif self.descriptor in ("hist", "rich", "env") or self.prior is not None:
+            h = desc.defect_histogram(x, lat, n_threads)
         if self.descriptor in desc.EMBEDDING_DESCRIPTORS and self.embedder is None:
             from defectspace.ml.embedder import Embedder
 
             self.embedder = Embedder.load()
-        f = np.asarray(desc.compute(self.descriptor, x, lat, embedder=self.embedder,
-                                    n_threads=n_threads), dtype=np.float64)
+        if self.descriptor == "hist" and h is not None:
+            f = h
+        elif self.descriptor == "rich" and h is not None:
+            f = np.hstack([h, desc.smeared_pair_distribution(h, lat), desc.nearest_pair_distances(h, lat)])
+        elif self.descriptor == "env" and h is not None:
+            f = np.hstack([h, desc.environment_counts(x, lat)])
+        else:
+            f = np.asarray(desc.compute(self.descriptor, x, lat, embedder=self.embedder,
+                                        n_threads=n_threads), dtype=np.float64)
         if self.prior is not None:
-            g = self.prior.predict(desc.defect_histogram(x, lat, n_threads))
+            assert h is not None
+            g = self.prior.predict(h)
             f = np.hstack([g[:, None], f])
         return f
 
     # ------------------------------------------------------------------ fit / predict
     def fit(self, states: ArrayLike, y: ArrayLike, lattice: Lattice, *,
             prior_states: ArrayLike | None = None, prior_y: ArrayLike | None = None,
-            prior_source: str = "", seed: int = 0) -> PropertyPredictor:
+            prior_source: str = "", seed: int = 0, calibration_folds: int = 0,
+            sample_weight: ArrayLike | None = None) -> PropertyPredictor:
         """Fits on placements and labels (eV); optional engine labels for the prior.
 
         The prior is a ridge cluster expansion on the histogram descriptor fitted to
         ``prior_y`` (same target, from a cheap engine); its prediction is the first feature of
-        the main model and is penalised 10^4 times less than the descriptor.
+        the main model and is penalised 10^4 times less than the descriptor. Ridge models of an
+        extensive target (the prior, the main model, ridge members of an ensemble) get no
+        constant term unless their settings say otherwise, and every model of an extensive
+        target weighs each row's squared error per site (weight ``1 / n_defects^2`` on the total),
+        so that large placements do not drown small ones. ``sample_weight`` (n,) weighs rows
+        further (e.g. DFT labels above engine-derived ones).
+
+        With ``calibration_folds >= 2`` the same model is also fitted that many times on all but
+        one fold of the rows, and the out-of-fold residuals calibrate :meth:`predict_with_std`
+        (:func:`~defectspace.predict.uncertainty.fit_calibration`); ``info["cv_mae_meV"]`` is
+        their MAE. The training domain is recorded in any case.
         """
         self.lattice = lattice
         x = as_states(states, lattice)
@@ -142,48 +221,155 @@ class PropertyPredictor:
             raise ValueError(f"{x.shape[0]} placements but {yy.shape[0]} labels")
         if not np.all(np.isfinite(yy)):
             raise ValueError("labels must be finite")
-        scale = n_defects(x, lattice) if self.extensive else np.ones(len(yy))
+        nd = n_defects(x, lattice)
+        scale = nd if self.extensive else np.ones(len(yy))
         if np.any(scale == 0):
             raise ValueError("an extensive target needs at least one defect per placement")
+        weight = np.ones(len(yy)) if sample_weight is None else np.asarray(sample_weight, np.float64).ravel()
+        if weight.shape != yy.shape or np.any(weight < 0) or not np.all(np.isfinite(weight)):
+            raise ValueError(f"sample_weight must be {len(yy)} finite non-negative numbers")
+        weight = weight / scale**2
         self.prior = None
         if prior_states is not None and prior_y is not None:
             px = as_states(prior_states, lattice)
             py = np.asarray(prior_y, dtype=np.float64).ravel()
             ps = n_defects(px, lattice) if self.extensive else np.ones(len(py))
-            self.prior = RidgeRegressor(standardize=False).fit(
-                desc.defect_histogram(px, lattice), py * ps)
+            self.prior = RidgeRegressor(standardize=False, fit_intercept=not self.extensive).fit(
+                desc.defect_histogram(px, lattice), py * ps, sample_weight=1.0 / ps**2)
             self.prior_source = prior_source
         f = self.features(x, lattice)
-        opts = dict(self.regressor_options)
-        if self.prior is not None and self.regressor_kind == "ridge":
+        self.model = self._fit_regressor(f, yy * scale, seed, weight)
+        self.info = {"n_train": len(yy), "seed": seed}
+        self.domain = TrainingDomain.from_histogram(self._histogram(f, x, lattice), lattice)
+        self.calibration = None
+        if calibration_folds >= 2:
+            from defectspace.predict.regressors import _kfold
+
+            mean = np.zeros(len(yy))
+            spread = np.zeros(len(yy))
+            for tr, te in _kfold(len(yy), calibration_folds, seed):
+                sub = self._fit_regressor(f[tr], yy[tr] * scale[tr], seed, weight[tr])
+                m, sp = _mean_and_spread(sub, f[te])
+                mean[te], spread[te] = m / scale[te], sp / scale[te]
+            self.calibration = fit_calibration(mean - yy, spread, nd,
+                                               _composition_scatter(x, yy, lattice))
+            self.info["cv_mae_meV"] = 1000 * self.calibration.oof_mae
+            self.info["calibration_folds"] = calibration_folds
+        return self
+
+    def _fit_regressor(self, f: Array, target: Array, seed: int, weight: Array) -> Regressor:
+        """A fresh regressor of this predictor's kind and options fitted to ``(f, target)``."""
+        assert self.lattice is not None
+        opts = copy.deepcopy(self.regressor_options)
+        pen = None
+        if self.prior is not None:
             pen = np.ones(f.shape[1])
             pen[0] = 1e-4
-            if self.descriptor == "hist":
-                pen[1:1 + lattice.n_kinds] = 1e-4
-            opts.setdefault("penalty", pen)
-            opts.setdefault("standardize", False)
+            if self.descriptor in ("hist", "rich", "env"):
+                pen[1:1 + self.lattice.n_kinds] = 1e-4
+        ridge_defaults: dict[str, Any] = {} if pen is None else {"penalty": pen, "standardize": False}
+        if self.extensive:
+            ridge_defaults["fit_intercept"] = False
+        if self.regressor_kind == "ridge":
+            for k, v in ridge_defaults.items():
+                opts.setdefault(k, v)
+        elif self.regressor_kind == "ensemble":
+            members = []
+            for m in opts.get("members", EnsembleRegressor().members):
+                m = dict(m)
+                if m["kind"] == "ridge" and m.get("columns") is None:
+                    settings = dict(m.get("settings", {}))
+                    for k, v in ridge_defaults.items():
+                        settings.setdefault(k, v)
+                    m["settings"] = settings
+                members.append(m)
+            opts["members"] = members
         model = make_regressor(self.regressor_kind, **opts)
         if "random_state" in model.get_params():
             model.set_params(random_state=seed)
-        self.model = model.fit(f, yy * scale)
-        self.info = {"n_train": len(yy), "seed": seed}
-        return self
+        return model.fit(f, target, sample_weight=weight)
 
-    def predict(self, states: ArrayLike, lattice: Lattice | None = None, n_threads: int = 0) -> Array:
-        """Predictions (eV) for placements on the lattice this predictor was trained for, with
-        ``n_threads`` threads of the core (0: all cores; the result is the same)."""
-        lat = self._check_lattice(lattice)
-        x = as_states(states, lat)
+    def _histogram(self, f: Array, x: NDArray[np.uint8], lattice: Lattice, n_threads: int = 0) -> Array:
+        """The histogram descriptor of ``x``, taken from its features ``f`` when they hold it."""
+        if self.descriptor in ("hist", "rich", "env"):
+            off = 0 if self.prior is None else 1
+            n_hist = desc.descriptor_size("hist", lattice)
+            return f[:, off:off + n_hist]
+        return desc.defect_histogram(x, lattice, n_threads)
+
+    def _with_threads(self, n_threads: int) -> Regressor:
         if self.model is None:
             raise ValueError("this predictor has not been fitted")
         model = self.model
         if model.get_params().get("n_threads", n_threads) != n_threads:
             model = copy.copy(model).set_params(n_threads=n_threads)  # shares the fitted arrays
-        out: Array = np.asarray(model.predict(self.features(x, lat, n_threads)), dtype=np.float64)
+        return model
+
+    def predict(self, states: ArrayLike, lattice: Lattice | None = None, n_threads: int = 0,
+                hist: ArrayLike | None = None) -> Array:
+        """Predictions (eV) for placements on the lattice this predictor was trained for, with
+        ``n_threads`` threads of the core (0: all cores; the result is the same). ``hist``: their
+        histogram descriptor, when the caller has it (see :meth:`features`)."""
+        lat = self._check_lattice(lattice)
+        x = as_states(states, lat)
+        model = self._with_threads(n_threads)
+        out: Array = np.asarray(model.predict(self.features(x, lat, n_threads, hist)), dtype=np.float64)
         if self.extensive:
             nd = n_defects(x, lat)
             out = np.where(nd > 0, out / np.maximum(nd, 1.0), np.nan)
         return out
+
+    def predict_with_std(self, states: ArrayLike, lattice: Lattice | None = None,
+                         n_threads: int = 0, hist: ArrayLike | None = None) -> tuple[Array, Array]:
+        """``(mean, std)`` in eV: :meth:`predict`'s values (bit for bit) and a 1-sigma uncertainty.
+
+        The uncertainty is the calibrated ensemble spread (:class:`Calibration`), widened in
+        quadrature by ``calibration.ood_std`` for placements :meth:`out_of_domain`. A predictor
+        without calibration (an older file) gives ``sqrt(pi/2)`` times its cross-validated MAE for
+        every row, and raises ValueError when it states none.
+        """
+        lat = self._check_lattice(lattice)
+        x = as_states(states, lat)
+        model = self._with_threads(n_threads)
+        f = self.features(x, lat, n_threads, hist)
+        mean, spread = _mean_and_spread(model, f)
+        nd = n_defects(x, lat)
+        if self.extensive:
+            mean = np.where(nd > 0, mean / np.maximum(nd, 1.0), np.nan)
+            spread = spread / np.maximum(nd, 1.0)
+        if self.calibration is None:
+            mae = float(self.info.get("cv_mae_meV", float("nan"))) / 1000
+            if not np.isfinite(mae):
+                raise ValueError(f"the {self.target} predictor is not calibrated and states no "
+                                 f"cross-validated MAE (cv_mae_meV)")
+            return mean, np.full(len(mean), SIGMA_PER_MAE * mae)
+        ood = (self.domain.flags(self._histogram(f, x, lat, n_threads)) > 0 if self.domain is not None
+               else np.zeros(len(mean), dtype=bool))
+        return mean, self.calibration.std(spread, nd, ood)
+
+    def domain_flags(self, states: ArrayLike, lattice: Lattice | None = None,
+                     n_threads: int = 0) -> NDArray[np.uint8]:
+        """(n,) bit mask of why each placement lies outside the training domain (0: inside; bits
+        in :mod:`defectspace.predict.domain`). All zero when the domain is unknown."""
+        lat = self._check_lattice(lattice)
+        x = as_states(states, lat)
+        if self.domain is None:
+            return np.zeros(len(x), dtype=np.uint8)
+        return self.domain.flags(desc.defect_histogram(x, lat, n_threads))
+
+    def out_of_domain(self, states: ArrayLike, lattice: Lattice | None = None,
+                      n_threads: int = 0) -> NDArray[np.bool_]:
+        """(n,) whether each placement has a defect count, an amount of some defect kind or a
+        defect pair (kinds and distance) that no training placement had."""
+        return self.domain_flags(states, lattice, n_threads) > 0
+
+    def describe_domain(self, states: ArrayLike, lattice: Lattice | None = None) -> str | None:
+        """One sentence on the placements outside the training domain and why, or None when all
+        lie inside (or the domain is unknown): what a command prints once as a warning."""
+        lat = self._check_lattice(lattice)
+        if self.domain is None:
+            return None
+        return self.domain.describe(self.domain_flags(states, lat), self.target)
 
     # ------------------------------------------------------------------ save / load
     def metadata(self) -> dict[str, Any]:
@@ -202,8 +388,11 @@ class PropertyPredictor:
             "extensive": self.extensive,
             "label_source": self.label_source,
             "prior": None if self.prior is None else {"source": self.prior_source,
-                                                      "alpha": self.prior.alpha_},
+                                                      "alpha": self.prior.alpha_,
+                                                      "params": self.prior.to_arrays()[0]},
             "info": self.info,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
+            "domain": None if self.domain is None else self.domain.to_dict(),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -242,8 +431,13 @@ class PropertyPredictor:
         obj.model = regressor_from_arrays(meta["regressor"], meta["regressor_params"], model_arr)
         if meta.get("prior"):
             prior_arr = {k[len("prior/"):]: v for k, v in arrays.items() if k.startswith("prior/")}
-            obj.prior = RidgeRegressor.from_arrays({"alpha": meta["prior"]["alpha"]}, prior_arr)
+            obj.prior = RidgeRegressor.from_arrays(
+                meta["prior"].get("params", {"alpha": meta["prior"]["alpha"]}), prior_arr)
             obj.prior_source = str(meta["prior"].get("source", ""))
+        if meta.get("calibration"):
+            obj.calibration = Calibration.from_dict(meta["calibration"])
+        if meta.get("domain"):
+            obj.domain = TrainingDomain.from_dict(meta["domain"])
         return obj
 
     def describe_training(self) -> str:
@@ -256,6 +450,11 @@ class PropertyPredictor:
             parts.append(f"engine prior: {self.prior_source}")
         if "cv_mae_meV" in self.info:
             parts.append(f"held-out MAE {self.info['cv_mae_meV']:.1f} meV")
+        if self.domain is not None:
+            lo, hi = self.domain.n_defects
+            parts.append(f"trained on {lo}-{hi} defects")
+        if self.calibration is not None:
+            parts.append("calibrated uncertainty")
         return "; ".join(parts)
 
 
@@ -316,3 +515,15 @@ def predict_properties(states: ArrayLike, lattice: Lattice,
              else [_load_cached(str(Path(m).resolve())) for m in models])
     x = as_states(states, lattice)
     return {m.target: m.predict(x, lattice) for m in preds}
+
+
+def describe_domain(predictors: Mapping[str, PropertyPredictor] | Sequence[PropertyPredictor],
+                    states: ArrayLike, lattice: Lattice | None = None) -> str | None:
+    """One warning for a batch of placements: the sentence of every predictor that finds some
+    outside its training domain (:meth:`PropertyPredictor.describe_domain`), or None.
+
+    ``predict``, ``screen`` and ``design`` print it once to stderr.
+    """
+    models = list(predictors.values()) if isinstance(predictors, Mapping) else list(predictors)
+    lines = [m for m in (p.describe_domain(states, lattice) for p in models) if m]
+    return "\n".join(lines) if lines else None

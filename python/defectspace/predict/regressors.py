@@ -7,13 +7,17 @@ no pickles in a saved predictor.
 * :class:`RidgeRegressor` (``"ridge"``): ridge on standardised features, alpha by leave-one-out CV;
 * :class:`KernelRidgeRegressor` (``"krr"``): RBF or Laplacian kernel ridge, k-fold CV;
 * :class:`GBMRegressor` (``"gbm"``): scikit-learn's HistGradientBoostingRegressor, exported to
-  arrays and walked in numpy.
+  arrays and walked in the C++ core;
+* :class:`EnsembleRegressor` (``"ensemble"``): a weighted average of several of the above (bootstrap,
+  subsample or seed copies, each on a column range of the features); the spread of its members
+  (:meth:`EnsembleRegressor.predict_members`) is the raw uncertainty the predictors calibrate.
 
 scikit-learn is needed to fit, not to predict.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -26,7 +30,7 @@ if TYPE_CHECKING:
 
 Array = NDArray[np.float64]
 
-REGRESSORS = ("ridge", "krr", "gbm")
+REGRESSORS = ("ridge", "krr", "gbm", "ensemble")
 """Names accepted by :func:`make_regressor`."""
 
 
@@ -34,10 +38,11 @@ class Regressor(Protocol):
     """What a property predictor needs of its regressor (scikit-learn's estimator conventions)."""
 
     kind: ClassVar[str]
-    """Name in saved predictors: ``"ridge"``, ``"krr"`` or ``"gbm"``."""
+    """Name in saved predictors: ``"ridge"``, ``"krr"``, ``"gbm"`` or ``"ensemble"``."""
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
-        """Learns from features ``X`` (n, d) and targets ``y`` (n,); returns the regressor."""
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
+        """Learns from features ``X`` (n, d) and targets ``y`` (n,), each row's loss weighted by
+        ``sample_weight`` (n,) when given; returns the regressor."""
         ...
 
     def predict(self, X: ArrayLike) -> Array:
@@ -81,9 +86,22 @@ def _kfold(n: int, k: int, seed: int) -> list[tuple[NDArray[np.int64], NDArray[n
             for i in range(len(folds))]
 
 
-def _standardizer(f: Array) -> tuple[Array, Array]:
-    mean = f.mean(axis=0)
-    scale = f.std(axis=0)
+def _weights(sample_weight: ArrayLike | None, n: int) -> Array:
+    """Row weights scaled so that the rows that count (weight > 0) average 1 (all ones when None):
+    a constant weight changes nothing and a zero weight drops the row. Refuses negative ones."""
+    if sample_weight is None:
+        return np.ones(n)
+    w = np.asarray(sample_weight, dtype=np.float64).ravel()
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"sample_weight must be {n} finite non-negative numbers, not all zero; got "
+                         f"shape {w.shape}")
+    out: Array = w / w[w > 0].mean()
+    return out
+
+
+def _standardizer(f: Array, w: Array | None = None) -> tuple[Array, Array]:
+    mean = np.average(f, axis=0, weights=w)
+    scale = np.sqrt(np.average((f - mean) ** 2, axis=0, weights=w))
     scale[scale < 1e-12] = 1.0
     return mean, scale
 
@@ -93,44 +111,87 @@ class RidgeRegressor(_Params):
 
     ``penalty`` (per column, after standardising) scales how strongly each coefficient is shrunk;
     columns with a small penalty (an engine prior, defect counts) are nearly free.
+    ``fit_intercept=False`` fits through the origin (features are then scaled, not centred): a
+    total that vanishes with no defect, such as a formation energy, has no constant term.
+    :meth:`predict_std` is the Bayesian reading of the fit: the posterior predictive standard
+    deviation of the mean, ``noise * sqrt(z' (Z'Z + alpha)^-1 z)``, with the training residuals'
+    RMS as the noise.
     """
 
     kind: ClassVar[str] = "ridge"
 
     def __init__(self, alphas: Sequence[float] = tuple(10.0 ** np.arange(-6, 4)),
-                 penalty: ArrayLike | None = None, standardize: bool = True) -> None:
+                 penalty: ArrayLike | None = None, standardize: bool = True,
+                 fit_intercept: bool = True) -> None:
         self.alphas = alphas
         self.penalty = penalty
         self.standardize = standardize
+        self.fit_intercept = fit_intercept
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         from sklearn.linear_model import RidgeCV
 
         f = np.asarray(X, dtype=np.float64)
-        mean, scale = _standardizer(f) if self.standardize else (np.zeros(f.shape[1]),
-                                                                 np.ones(f.shape[1]))
+        w = _weights(sample_weight, f.shape[0])
+        mean, scale = _standardizer(f, w) if self.standardize else (np.zeros(f.shape[1]),
+                                                                    np.ones(f.shape[1]))
+        if not self.fit_intercept:
+            mean = np.zeros(f.shape[1])
+            if self.standardize:
+                rms = np.sqrt(np.average(f**2, axis=0, weights=w))
+                scale = np.where(rms > 1e-12, rms, 1.0)
         if self.penalty is not None:
             scale = scale * np.sqrt(np.asarray(self.penalty, dtype=np.float64))
         z = (f - mean) / scale
-        model = RidgeCV(alphas=tuple(float(a) for a in self.alphas)).fit(z, np.asarray(y))
+        yy = np.asarray(y, dtype=np.float64)
+        model = RidgeCV(alphas=[float(a) for a in self.alphas],
+                        fit_intercept=self.fit_intercept).fit(z, yy, sample_weight=w)
         self.alpha_ = float(model.alpha_)
         self.coef_: Array = np.asarray(model.coef_, dtype=np.float64) / scale
         self.intercept_ = float(model.intercept_) - float(mean @ self.coef_)
+        # posterior covariance of the coefficients (per unit noise variance), in feature units
+        zc = z - w @ z / w.sum() if self.fit_intercept else z
+        inv = np.linalg.pinv((zc * w[:, None]).T @ zc + self.alpha_ * np.eye(z.shape[1]), hermitian=True)
+        self.cov_: Array = inv / scale[:, None] / scale[None, :]
+        self.center_: Array = (w @ f / w.sum() if self.fit_intercept else np.zeros(f.shape[1]))
+        self.n_train_ = len(yy)
+        self.noise_ = float(np.sqrt(np.average((f @ self.coef_ + self.intercept_ - yy) ** 2, weights=w)))
         return self
+
+    def predict_std(self, X: ArrayLike) -> Array:
+        """(n,) posterior standard deviation of the predicted mean (see the class docstring)."""
+        if getattr(self, "cov_", None) is None:
+            raise ValueError("this ridge model was saved without its posterior covariance")
+        d = np.asarray(X, dtype=np.float64) - self.center_
+        var = np.einsum("ij,ij->i", d @ self.cov_, d)
+        if self.fit_intercept:
+            var = var + 1.0 / self.n_train_
+        out: Array = self.noise_ * np.sqrt(np.maximum(var, 0.0))
+        return out
 
     def predict(self, X: ArrayLike) -> Array:
         out: Array = np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
         return out
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, Array]]:
-        return {"alpha": self.alpha_}, {"coef": self.coef_, "intercept": np.array([self.intercept_])}
+        params: dict[str, Any] = {"alpha": self.alpha_}
+        arrays = {"coef": self.coef_, "intercept": np.array([self.intercept_])}
+        if getattr(self, "cov_", None) is not None:
+            params.update(noise=self.noise_, n_train=self.n_train_, fit_intercept=self.fit_intercept)
+            arrays.update(cov=self.cov_, center=self.center_)
+        return params, arrays
 
     @classmethod
     def from_arrays(cls, params: Mapping[str, Any], arrays: Mapping[str, Array]) -> RidgeRegressor:
-        r = cls()
+        r = cls(fit_intercept=bool(params.get("fit_intercept", True)))
         r.alpha_ = float(params["alpha"])
         r.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
         r.intercept_ = float(arrays["intercept"][0])
+        if "cov" in arrays:
+            r.cov_ = np.asarray(arrays["cov"], dtype=np.float64)
+            r.center_ = np.asarray(arrays["center"], dtype=np.float64)
+            r.noise_ = float(params["noise"])
+            r.n_train_ = int(params["n_train"])
         return r
 
 
@@ -172,14 +233,19 @@ class KernelRidgeRegressor(_Params):
             return f
         return (np.asarray(f, dtype=np.float64) - self.mean_) / self.scale_
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
+        """Weighted rows get ``alpha / weight`` on the diagonal (weight 0 is refused)."""
         from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
         yy = np.asarray(y, dtype=np.float64)
+        w = _weights(sample_weight, len(yy))
+        if np.any(w == 0):
+            raise ValueError("kernel ridge needs positive sample weights")
+        inv_w = 1.0 / w
         if self.standardize:
             self.mean_, self.scale_ = _standardizer(np.asarray(X, dtype=np.float64))
         z = self._prep(X)
-        self.y_mean_ = float(np.mean(yy))
+        self.y_mean_ = float(np.average(yy, weights=w))
         yc = yy - self.y_mean_
         folds = _kfold(len(yy), self.n_folds, self.random_state)
         best: tuple[float, str, float, float] = (np.inf, "", 0.0, 0.0)
@@ -192,18 +258,18 @@ class KernelRidgeRegressor(_Params):
                 for alpha in self.alphas:
                     err = 0.0
                     for tr, te in folds:
-                        ktr = k[np.ix_(tr, tr)] + alpha * np.eye(len(tr))
+                        ktr = k[np.ix_(tr, tr)] + alpha * np.diag(inv_w[tr])
                         try:
                             dual = cho_solve(cho_factor(ktr), yc[tr])
                         except LinAlgError:
                             err = np.inf
                             break
-                        err += float(np.abs(k[np.ix_(te, tr)] @ dual - yc[te]).sum())
+                        err += float((w[te] * np.abs(k[np.ix_(te, tr)] @ dual - yc[te])).sum())
                     if err / len(yy) < best[0]:
                         best = (err / len(yy), kernel, gamma, alpha)
         self.cv_mae_, self.kernel_, self.gamma_, self.alpha_ = best
         dist = _pairwise(z, z, self.kernel_)
-        k = np.exp(-self.gamma_ * dist) + self.alpha_ * np.eye(len(yy))
+        k = np.exp(-self.gamma_ * dist) + self.alpha_ * np.diag(inv_w)
         self.dual_coef_: Array = np.asarray(cho_solve(cho_factor(k), yc), dtype=np.float64)
         self.X_fit_: Any = z
         return self
@@ -279,21 +345,22 @@ class GBMRegressor(_Params):
             learning_rate=self.learning_rate, max_iter=self.max_iter, early_stopping=True,
             validation_fraction=0.1, n_iter_no_change=30, random_state=self.random_state, **params)
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         f = np.asarray(X, dtype=np.float64)
         yy = np.asarray(y, dtype=np.float64)
+        w = _weights(sample_weight, len(yy))
         grid = [dict(g) for g in self.grid]
         best: tuple[float, dict[str, Any]] = (np.inf, grid[0])
         if len(grid) > 1:
             for params in grid:
                 err = 0.0
                 for tr, te in _kfold(len(yy), self.n_folds, self.random_state):
-                    m = self._model(params).fit(f[tr], yy[tr])
-                    err += float(np.abs(m.predict(f[te]) - yy[te]).sum())
+                    m = self._model(params).fit(f[tr], yy[tr], sample_weight=w[tr])
+                    err += float((w[te] * np.abs(m.predict(f[te]) - yy[te])).sum())
                 if err < best[0]:
                     best = (err, params)
         self.params_ = dict(best[1])
-        model = self._model(self.params_).fit(f, yy)
+        model = self._model(self.params_).fit(f, yy, sample_weight=w)
         self.params_["n_iter"] = int(model.n_iter_)
         self.baseline_ = float(np.ravel(model._baseline_prediction)[0])
         trees = [p[0].nodes for p in model._predictors]
@@ -341,15 +408,173 @@ class GBMRegressor(_Params):
         return r
 
 
-_CLASSES: dict[str, type[RidgeRegressor] | type[KernelRidgeRegressor] | type[GBMRegressor]] = {
-    "ridge": RidgeRegressor, "krr": KernelRidgeRegressor, "gbm": GBMRegressor}
+_RESAMPLING = ("bootstrap", "subsample", "none")
+
+
+def _ranges(columns: Any) -> list[tuple[int, int]] | None:
+    """``None``, ``[lo, hi]`` or ``[[lo, hi], ...]`` as a list of ``(lo, hi)`` column ranges."""
+    if columns is None:
+        return None
+    cols = list(columns)
+    if len(cols) == 2 and all(isinstance(c, (int, np.integer)) for c in cols):
+        cols = [cols]
+    out = [(int(lo), int(hi)) for lo, hi in cols]
+    if not out or any(lo < 0 or hi <= lo for lo, hi in out):
+        raise ValueError(f"columns must be [start, stop) ranges with 0 <= start < stop, got {columns!r}")
+    return out
+
+
+def _column_index(ranges: list[tuple[int, int]]) -> NDArray[np.int64]:
+    return np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
+
+
+class EnsembleRegressor(_Params):
+    """A weighted average of regressors, each fitted on a resampling of the rows.
+
+    ``members`` lists member specifications, each a mapping with ``kind`` (``"ridge"``, ``"krr"``
+    or ``"gbm"``), optional ``settings`` (the member's constructor settings), ``columns``
+    (the ``[start, stop)`` ranges of the features it sees, e.g. ``[[0, 4], [584, 644]]``; default
+    all), ``weight`` (of the specification in
+    the average; default 1), ``copies`` (default ``n_copies``) and ``resample`` (default
+    ``resample``): ``"bootstrap"`` (rows drawn with replacement), ``"subsample"`` (a random
+    ``subsample`` fraction without replacement) or ``"none"`` (all rows; copies differ by seed only).
+    The prediction is ``sum_s w_s mean_c member_{s,c}``; an ensemble of ridge models on all
+    columns is itself linear (:meth:`linear_coefficients`).
+    """
+
+    kind: ClassVar[str] = "ensemble"
+
+    def __init__(self, members: Sequence[Mapping[str, Any]] = ({"kind": "ridge"},), n_copies: int = 8,
+                 resample: str = "bootstrap", subsample: float = 0.8, random_state: int = 0,
+                 n_threads: int = 0) -> None:
+        self.members = members
+        self.n_copies = n_copies
+        self.resample = resample
+        self.subsample = subsample
+        self.random_state = random_state
+        self.n_threads = n_threads
+        """Threads of members that have the setting (the GBM's C++ tree walk); 0: all cores."""
+
+    def _specs(self) -> list[dict[str, Any]]:
+        out = []
+        for i, m in enumerate(self.members):
+            spec: dict[str, Any] = {"kind": str(m["kind"]), "settings": dict(m.get("settings", {})),
+                    "columns": _ranges(m.get("columns")),
+                    "weight": float(m.get("weight", 1.0)), "copies": int(m.get("copies", self.n_copies)),
+                    "resample": str(m.get("resample", self.resample))}
+            if spec["kind"] not in _CLASSES:
+                raise ValueError(f"member {i}: unknown regressor {spec['kind']!r}; known: ridge, krr, gbm")
+            if spec["resample"] not in _RESAMPLING:
+                raise ValueError(f"member {i}: resample must be one of {_RESAMPLING}, got "
+                                 f"{spec['resample']!r}")
+            if spec["copies"] < 1 or spec["weight"] <= 0:
+                raise ValueError(f"member {i}: needs copies >= 1 and weight > 0, got {spec['copies']} "
+                                 f"and {spec['weight']}")
+            out.append(spec)
+        if not out:
+            raise ValueError("an ensemble needs at least one member")
+        return out
+
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
+        f = np.asarray(X, dtype=np.float64)
+        yy = np.asarray(y, dtype=np.float64)
+        n = len(yy)
+        sw = _weights(sample_weight, n)
+        rng = np.random.default_rng(self.random_state)
+        specs = self._specs()
+        total = sum(s["weight"] for s in specs)
+        self.members_: list[Regressor] = []
+        self.columns_: list[list[tuple[int, int]] | None] = []
+        weights = []
+        for spec in specs:
+            cols = spec["columns"]
+            sub = f if cols is None else f[:, _column_index(cols)]
+            for _ in range(spec["copies"]):
+                if spec["resample"] == "bootstrap":
+                    idx = rng.integers(0, n, n)
+                elif spec["resample"] == "subsample":
+                    idx = np.sort(rng.choice(n, max(2, round(self.subsample * n)), replace=False))
+                else:
+                    idx = np.arange(n)
+                member = make_regressor(spec["kind"], **spec["settings"])
+                if "random_state" in member.get_params():
+                    member.set_params(random_state=int(rng.integers(0, 2**31 - 1)))
+                self.members_.append(member.fit(sub[idx], yy[idx], sample_weight=sw[idx]))
+                self.columns_.append(cols)
+                weights.append(spec["weight"] / total / spec["copies"])
+        self.weights_: Array = np.asarray(weights, dtype=np.float64)
+        self.n_features_in_ = f.shape[1]
+        return self
+
+    def predict_members(self, X: ArrayLike) -> Array:
+        """(n_members, n) every member's prediction; :attr:`weights_` average them to :meth:`predict`."""
+        f = np.asarray(X, dtype=np.float64)
+        out = np.empty((len(self.members_), f.shape[0]))
+        for i, (member, cols) in enumerate(zip(self.members_, self.columns_, strict=True)):
+            if member.get_params().get("n_threads", self.n_threads) != self.n_threads:
+                member = copy.copy(member).set_params(n_threads=self.n_threads)
+            out[i] = member.predict(f if cols is None else f[:, _column_index(cols)])
+        return out
+
+    def predict(self, X: ArrayLike) -> Array:
+        out: Array = self.weights_ @ self.predict_members(X)
+        return out
+
+    def mean_and_spread(self, X: ArrayLike) -> tuple[Array, Array]:
+        """The prediction and the weighted standard deviation of the members around it."""
+        p = self.predict_members(X)
+        mean: Array = self.weights_ @ p
+        spread: Array = np.sqrt(np.maximum(self.weights_ @ (p - mean) ** 2, 0.0))
+        return mean, spread
+
+    def linear_coefficients(self) -> tuple[Array, float] | None:
+        """``(coef, intercept)`` of the average when every member is a ridge model, else None."""
+        if not all(isinstance(m, RidgeRegressor) for m in self.members_):
+            return None
+        coef = np.zeros(self.n_features_in_)
+        intercept = 0.0
+        for w, m, cols in zip(self.weights_, self.members_, self.columns_, strict=True):
+            assert isinstance(m, RidgeRegressor)
+            idx = np.arange(self.n_features_in_) if cols is None else _column_index(cols)
+            coef[idx] += w * m.coef_
+            intercept += float(w) * m.intercept_
+        return coef, intercept
+
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, Array]]:
+        params: dict[str, Any] = {"n_features": self.n_features_in_, "members": []}
+        arrays: dict[str, Array] = {"weights": self.weights_}
+        for i, (m, cols) in enumerate(zip(self.members_, self.columns_, strict=True)):
+            p, a = m.to_arrays()
+            params["members"].append({"kind": m.kind, "params": p,
+                                      "columns": None if cols is None else [list(c) for c in cols]})
+            arrays.update({f"{i}/{k}": v for k, v in a.items()})
+        return params, arrays
+
+    @classmethod
+    def from_arrays(cls, params: Mapping[str, Any], arrays: Mapping[str, Array]) -> EnsembleRegressor:
+        r = cls()
+        r.n_features_in_ = int(params["n_features"])
+        r.weights_ = np.asarray(arrays["weights"], dtype=np.float64)
+        r.members_, r.columns_ = [], []
+        for i, m in enumerate(params["members"]):
+            sub = {k[len(f"{i}/"):]: v for k, v in arrays.items() if k.startswith(f"{i}/")}
+            r.members_.append(regressor_from_arrays(m["kind"], m["params"], sub))
+            r.columns_.append(_ranges(m["columns"]))
+        return r
+
+
+_CLASSES: dict[str, type[RidgeRegressor] | type[KernelRidgeRegressor] | type[GBMRegressor]
+               | type[EnsembleRegressor]] = {
+    "ridge": RidgeRegressor, "krr": KernelRidgeRegressor, "gbm": GBMRegressor,
+    "ensemble": EnsembleRegressor}
 
 _LOADERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Array]], Regressor]] = {
     kind: cls.from_arrays for kind, cls in _CLASSES.items()}
 
 
 def make_regressor(kind: str, **settings: Any) -> Regressor:
-    """A fresh regressor of kind ``"ridge"``, ``"krr"`` or ``"gbm"`` with constructor settings."""
+    """A fresh regressor of kind ``"ridge"``, ``"krr"``, ``"gbm"`` or ``"ensemble"`` with
+    constructor settings."""
     if kind not in _CLASSES:
         raise ValueError(f"unknown regressor {kind!r}; known: {', '.join(REGRESSORS)}")
     return _CLASSES[kind](**settings)
