@@ -182,13 +182,13 @@ def placements_from_table(df: pd.DataFrame, path: Path, lattice: Lattice, on_err
     # the place of row r in the file: CSV line (header is line 1) or 1-based Parquet row
     where, first = ("row", 1) if parquet else ("line", 2)
     keep = np.ones(len(df), dtype=bool)
-    states = np.zeros((len(df), lattice.n_sites), dtype=np.uint8)
     errors: list[tuple[int, str, str]] = []
     texts = df["defects"].tolist()
     ids = df["id"].tolist()
     try:
         states = parse_2dmd(texts, lattice)
     except PlacementError:
+        states = np.zeros((len(df), lattice.n_sites), dtype=np.uint8)
         for r, text in enumerate(texts):  # find every bad row, not only the first
             try:
                 states[r] = parse_2dmd([text], lattice)[0]
@@ -206,6 +206,9 @@ def placements_from_table(df: pd.DataFrame, path: Path, lattice: Lattice, on_err
             raise InputError(f"{path}, {where} {r + first}: {reason}")
         errors.append((r + first, str(ids[r]), reason))
         keep[r] = False
+    del texts
+    if keep.all():  # no copies of a large table that is all good
+        return PlacementTable([str(i) for i in ids], states, df, errors)
     kept = df[keep].reset_index(drop=True)
     return PlacementTable([str(i) for i in kept["id"]], np.ascontiguousarray(states[keep]), kept,
                           errors)

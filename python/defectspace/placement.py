@@ -140,10 +140,17 @@ def parse_2dmd(strings: Sequence[str] | str, lattice: Lattice) -> NDArray[np.uin
         strings = [strings]
     out = np.zeros((len(strings), lattice.n_sites), dtype=np.uint8)
     lookup = _item_lookup(lattice)
-    rows: list[int] = []
     flat: list[int] = []  # row * n_sites + site of each defect written in 2DMD's own form
     codes: list[int] = []
     n_sites = lattice.n_sites
+    dense = out.reshape(-1)
+
+    def flush() -> None:  # in pieces: Python int lists of a whole large file would cost ~100 B a defect
+        if flat:
+            dense[np.asarray(flat, dtype=np.int64)] = np.asarray(codes, dtype=np.uint8)
+            flat.clear()
+            codes.clear()
+
     for r, text in enumerate(strings):
         # fast path: every item exactly as format_2dmd writes it, each site once
         if isinstance(text, str) and text:
@@ -151,13 +158,13 @@ def parse_2dmd(strings: Sequence[str] | str, lattice: Lattice) -> NDArray[np.uin
             if None not in items:
                 sites = [hit[0] for hit in items if hit is not None]
                 if len(set(sites)) == len(sites):
-                    rows.append(r)
                     flat.extend(r * n_sites + site for site in sites)
                     codes.extend(hit[1] for hit in items if hit is not None)
+                    if len(flat) >= 1 << 16:
+                        flush()
                     continue
         _parse_row(out, r, text, lattice)
-    if flat:
-        out.reshape(-1)[np.asarray(flat, dtype=np.int64)] = np.asarray(codes, dtype=np.uint8)
+    flush()
     return out
 
 

@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from defectspace.io import InputError
 
-InputKind = Literal["placements", "table", "lattice", "embedder", "predictor", "ids", "structures"]
+InputKind = Literal["placements", "table", "lattice", "embedder", "predictor", "ids", "structures",
+                    "embeddings"]
 """What an input argument names:
 
 * ``placements``: a CSV or Parquet table with ``id,defects``, or a CIF, a folder or a tar of CIFs;
@@ -29,7 +30,8 @@ InputKind = Literal["placements", "table", "lattice", "embedder", "predictor", "
 * ``lattice``: a preset name or a unit-cell CIF (only a value ending in ``.cif`` is a file);
 * ``embedder`` / ``predictor``: a checkpoint folder (or its metadata file);
 * ``ids``: a file of ids, one per line or a CSV with an ``id`` column;
-* ``structures``: a folder of CIF files.
+* ``structures``: a folder of CIF files;
+* ``embeddings``: a CSV or Parquet table with columns ``emb_0`` ... (as ``embed`` writes).
 """
 
 OutputKind = Literal["file", "folder", "folder-or-extxyz"]

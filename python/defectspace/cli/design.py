@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from defectspace.cli.common import OutputArgument, add_command, add_input, add_output, check_output
 from defectspace.cli.core import lattice_from
 
 _OUTPUT_SUFFIXES = (".csv", ".parquet")
@@ -83,6 +84,8 @@ def cmd_design(args: argparse.Namespace) -> int:
         bars[stage].update(k)
 
     work = Path(args.work_dir) if args.work_dir else out.with_name(out.name + ".work")
+    if args.verify:
+        check_output(OutputArgument("work_dir", "--work-dir", "folder"), work)
     try:
         res = design(
             lattice,
@@ -130,7 +133,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from defectspace.io import InputError
+    from defectspace.io import InputError, read_table
     from defectspace.ml.decode import decode
     from defectspace.ml.embedder import Embedder
     from defectspace.pipeline.design import parse_count_ranges
@@ -138,17 +141,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
     out = _check_output(args.output)
     path = Path(args.input)
-    if not path.is_file():
-        raise InputError(f"input {path} does not exist")
+    df = read_table(path, required=())
     embedder = Embedder.load(args.model) if args.model else Embedder.load()
-    try:
-        df = (
-            pd.read_parquet(path)
-            if path.suffix.lower() == ".parquet"
-            else pd.read_csv(path, encoding="utf-8-sig")
-        )
-    except Exception as exc:  # pandas raises several parser error types
-        raise InputError(f"cannot read {path}: {exc}") from None
     cols = [f"emb_{i}" for i in range(embedder.dim)]
     if not set(cols) <= set(df.columns):
         raise InputError(
@@ -188,9 +182,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Adds design and decode to the command line."""
-    p = subparsers.add_parser(
-        "design",
-        help="the best distinct defect classes inside property windows",
+    p = add_command(
+        subparsers, "design", help="the best distinct defect classes inside property windows",
+        example="defectspace design --counts 'S->V=3' --target 'homo_lumo_gap=1.0:1.2' "
+                "--minimize formation_energy_per_site -n 5 -o designs.csv",
         description="Inverse design: returns the N best distinct symmetry classes of the given "
         "composition whose predicted properties lie inside every --target window, ranked "
         "by --minimize/--maximize or by the probability of lying inside the windows. "
@@ -211,13 +206,9 @@ def register(subparsers: Any) -> None:
     goal.add_argument("--minimize", metavar="PROPERTY", help="property to minimise")
     goal.add_argument("--maximize", metavar="PROPERTY", help="property to maximise")
     p.add_argument("-n", type=int, default=20, help="number of designs (default: 20)")
-    p.add_argument("-o", "--output", required=True, help="output .csv or .parquet")
-    p.add_argument(
-        "--model",
-        action="append",
-        default=None,
-        help="a saved predictor folder (repeat; default: the shipped ones)",
-    )
+    add_output(p, "-o", "--output", required=True, help="output .csv or .parquet")
+    add_input(p, "--model", kind="predictor", action="append", default=None,
+              help="a saved predictor folder (repeat; default: the shipped ones)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic search (default: 0)")
     p.add_argument(
         "--time-limit",
@@ -240,21 +231,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--work-dir", help="engine labels of --verify (default: OUTPUT.work; resumable)")
     p.add_argument("--engine-workers", type=int, default=1, help="engine processes (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--lattice", default="MoS2", help="preset or unit-cell CIF (default: MoS2)")
+    add_input(p, "--lattice", kind="lattice", default="MoS2",
+              help="preset or unit-cell CIF (default: MoS2)")
     p.add_argument("--supercell", default="8x8", help="supercell n1xn2 (default: 8x8)")
     p.add_argument("--threads", type=int, default=0, help="threads for the C++ core (0 = all cores)")
     p.set_defaults(handler=cmd_design)
 
-    p = subparsers.add_parser(
-        "decode",
-        help="the placements whose embeddings are nearest to given vectors",
+    p = add_command(
+        subparsers, "decode", help="the placements whose embeddings are nearest to given vectors",
+        example="defectspace decode embeddings.csv -o placements.csv",
         description="Decodes embeddings (columns emb_0..emb_11, as `defectspace embed` writes) back to "
         "placements: exact retrieval over the enumerated classes where the composition is "
         "small, a search where it is not; the composition is inferred when not given.",
     )
-    p.add_argument("input", help="CSV or Parquet with columns emb_0..emb_<dim-1> (and optionally id)")
-    p.add_argument("-o", "--output", required=True, help="output .csv or .parquet")
+    add_input(p, "input", kind="embeddings",
+              help="CSV or Parquet with columns emb_0..emb_<dim-1> (and optionally id)")
+    add_output(p, "-o", "--output", required=True, help="output .csv or .parquet")
     p.add_argument("--counts", help="composition of every vector, e.g. 'Mo->W=1,S->V=2' (default: inferred)")
-    p.add_argument("--model", help="embedder checkpoint folder (default: the shipped one)")
+    add_input(p, "--model", kind="embedder", help="embedder checkpoint folder (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default: 0)")
     p.set_defaults(handler=cmd_decode)

@@ -62,6 +62,10 @@ SCORE_BATCH = 2048
 """Classes decoded and scored at once: the histogram descriptor of a batch (2048 x 174 float64,
 2.8 MB) and the placements stay in cache between the descriptor, the trees and the filter."""
 
+TASK_CPU = "CPU of the tasks"
+"""The stage-time entry holding the tasks' own CPU seconds (their thread's, the core and torch
+included): what the stages cost without the waits that other jobs on the machine impose."""
+
 PARTITION_ROWS = 65536
 """Placements per key partition chosen by the command line: the memory bound of phase 2."""
 
@@ -306,44 +310,11 @@ def _folder(url: str) -> Folder:
 
 
 # ----------------------------------------------------------------------------- models
-def _predict_on_histogram(model: PropertyPredictor, hist: NDArray[np.float64], states: NDArray[np.uint8],
-                          lattice: Lattice, n_threads: int) -> NDArray[np.float64]:
-    """:meth:`PropertyPredictor.predict` of a ``"hist"`` predictor on an already computed histogram
-    (the same operations in the same order, so the same bits; the test compares them)."""
-    import copy
-
-    from defectspace.predict.predictor import n_defects
-
-    f = hist
-    if model.prior is not None:
-        f = np.hstack([model.prior.predict(hist)[:, None], hist])
-    reg = model.model
-    assert reg is not None
-    if reg.get_params().get("n_threads", n_threads) != n_threads:
-        reg = copy.copy(reg).set_params(n_threads=n_threads)
-    out: NDArray[np.float64] = np.asarray(reg.predict(f), dtype=np.float64)
-    if model.extensive:
-        nd = n_defects(states, lattice)
-        out = np.where(nd > 0, out / np.maximum(nd, 1.0), np.nan)
-    return out
-
-
-def _reads_histogram(model: PropertyPredictor) -> bool:
-    """Whether :func:`_predict_on_histogram` computes this predictor's prediction: a ``"hist"``
-    predictor with a ridge or tree regressor and at most a ridge prior (anything else goes through
-    :meth:`PropertyPredictor.predict`)."""
-    from defectspace.predict import GBMRegressor, PropertyPredictor, RidgeRegressor
-
-    return (type(model) is PropertyPredictor and model.descriptor == "hist"
-            and type(model.model) in (GBMRegressor, RidgeRegressor)
-            and (model.prior is None or type(model.prior) is RidgeRegressor))
-
-
 class ModelScorer:
     """The property predictors of a run, and its embedder loaded (with torch) only when asked.
 
-    The ``"hist"`` predictors share one histogram descriptor per batch (the shipped gap and
-    formation-energy models, and the latter's engine prior, computed it three times).
+    The predictors that read the histogram descriptor (``hist``, ``rich``: the shipped gap and
+    formation-energy models and the latter's engine prior) share one histogram per batch.
     ``n_threads``: threads of the core and of torch (0: all cores).
     """
 
@@ -362,15 +333,16 @@ class ModelScorer:
 
     def predict(self, states: NDArray[np.uint8], names: Sequence[str]) -> dict[str, NDArray[np.float64]]:
         from defectspace.descriptors import defect_histogram
+        from defectspace.predict import PropertyPredictor
 
         out: dict[str, NDArray[np.float64]] = {}
         hist: NDArray[np.float64] | None = None
         for name in names:
             m = self.models[name]
-            if _reads_histogram(m):
+            if type(m) is PropertyPredictor and m.reads_histogram:
                 if hist is None:
                     hist = defect_histogram(states, self.lattice, self.n_threads)
-                out[name] = _predict_on_histogram(m, hist, states, self.lattice, self.n_threads)
+                out[name] = m.predict(states, self.lattice, n_threads=self.n_threads, hist=hist)
             else:
                 out[name] = m.predict(states, n_threads=self.n_threads)
         return out
@@ -486,6 +458,7 @@ def run_chunk(cfg_json: str, work: str, chunk: int, n_threads: int = 0,
     lat = _lattice(cfg.lattice)
     canon = Canonicalizer(lat, cfg.subgroup, n_threads)
     times: dict[str, float] = {}
+    cpu = time.thread_time()
     t = time.perf_counter()
     if placements is None:
         placements = _generate(cfg, canon, chunk)
@@ -510,6 +483,7 @@ def run_chunk(cfg_json: str, work: str, chunk: int, n_threads: int = 0,
                 cols.append(pa.array(id_array[s].tolist(), type=pa.string()))
             writer.write_batch(pa.record_batch(cols, schema=schema))
     times["write keys"] = time.perf_counter() - t
+    times[TASK_CPU] = time.thread_time() - cpu
     return times
 
 
@@ -630,6 +604,7 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads:
     score = scorer if scorer is not None else default_scorer(cfg.model, cfg.predictors, lat, n_threads)
     check_ranges(cfg, score.names)
     times = {"read + dedupe": 0.0, "decode": 0.0, "predict": 0.0, "embed": 0.0, "format + write": 0.0}
+    cpu = time.thread_time()
     t = time.perf_counter()
     cls = _dedupe_partition(folder, part, n_chunks, canon.key_bytes)
     times["read + dedupe"] = time.perf_counter() - t
@@ -702,6 +677,7 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads:
     with folder.write(out_name) as fh, pa.ipc.new_file(fh, table.schema) as writer:
         writer.write_table(table)
     times["format + write"] = time.perf_counter() - t
+    times[TASK_CPU] = time.thread_time() - cpu
     return {"times": times, "distinct": distinct, "redone": redone}
 
 
@@ -718,6 +694,19 @@ def _from_json(text: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- driver
+def local_cluster_config() -> dict[str, Any]:
+    """Dask settings of ``--scheduler local`` (an existing cluster keeps its own)."""
+    return {
+        # workers forked from this process start in ~1 s instead of ~13 s (a fresh interpreter
+        # each, importing distributed and defectspace, on the loaded 2-core machine); spawned where
+        # fork is unsafe (macOS) or where torch's thread pools may already run in this process
+        "distributed.worker.multiprocessing-method":
+            "fork" if sys.platform == "linux" and "torch" not in sys.modules else "spawn",
+        # the statistical profiler samples every worker thread's stack 100 times a second
+        "distributed.worker.profile.enabled": False,
+    }
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on."""
     try:
@@ -746,8 +735,11 @@ class Runner:
         from dask.distributed import Client, LocalCluster
 
         if scheduler == "local":
-            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=40)
+            import dask
+
+            with dask.config.set(local_cluster_config()):
+                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                            dashboard_address=None, silence_logs=40)
             self.client = Client(self.cluster)
         else:
             self.client = Client(scheduler)

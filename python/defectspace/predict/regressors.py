@@ -106,6 +106,15 @@ def _standardizer(f: Array, w: Array | None = None) -> tuple[Array, Array]:
     return mean, scale
 
 
+def rowwise_dot(X: Array, coef: Array) -> Array:
+    """``X @ coef`` with each row's sum in the same order whatever the batch: a placement predicted
+    alone or among others gets the same bits (BLAS orders a row's sum by its place in the batch)."""
+    out = np.zeros(X.shape[0])
+    for j in np.flatnonzero(coef):
+        out += X[:, j] * coef[j]
+    return out
+
+
 class RidgeRegressor(_Params):
     """Ridge on standardised features, alpha by efficient leave-one-out CV (RidgeCV).
 
@@ -170,8 +179,7 @@ class RidgeRegressor(_Params):
         return out
 
     def predict(self, X: ArrayLike) -> Array:
-        out: Array = np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
-        return out
+        return rowwise_dot(np.asarray(X, dtype=np.float64), self.coef_) + self.intercept_
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, Array]]:
         params: dict[str, Any] = {"alpha": self.alpha_}
@@ -516,15 +524,22 @@ class EnsembleRegressor(_Params):
             out[i] = member.predict(f if cols is None else f[:, _column_index(cols)])
         return out
 
-    def predict(self, X: ArrayLike) -> Array:
-        out: Array = self.weights_ @ self.predict_members(X)
+    def _weighted(self, p: Array) -> Array:
+        # elementwise in a fixed order, not a matrix product: BLAS sums a column differently by
+        # its place in the batch, and a placement must get the same bits in any batch
+        out = np.zeros(p.shape[1])
+        for w, row in zip(self.weights_, p, strict=True):
+            out += w * row
         return out
+
+    def predict(self, X: ArrayLike) -> Array:
+        return self._weighted(self.predict_members(X))
 
     def mean_and_spread(self, X: ArrayLike) -> tuple[Array, Array]:
         """The prediction and the weighted standard deviation of the members around it."""
         p = self.predict_members(X)
-        mean: Array = self.weights_ @ p
-        spread: Array = np.sqrt(np.maximum(self.weights_ @ (p - mean) ** 2, 0.0))
+        mean = self._weighted(p)
+        spread: Array = np.sqrt(np.maximum(self._weighted((p - mean) ** 2), 0.0))
         return mean, spread
 
     def linear_coefficients(self) -> tuple[Array, float] | None:
