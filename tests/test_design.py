@@ -308,3 +308,23 @@ def test_verification_labels_the_best_candidates_once_and_resumes_without_recomp
     again = design(lattice, {"Mo->W": 1, "S->V": 2}, **kw)  # type: ignore[arg-type]
     assert labels.read_bytes() == before
     np.testing.assert_array_equal(again.keys, first.keys)
+
+
+def test_engine_values_are_checked_on_the_models_scale(lattice, predictors) -> None:
+    """The shipped gap model learned GFN1-xTB gaps mapped to DFT (0.065 + 1.047 x): a verified
+    xTB gap is compared with a window on the model's scale only after the same mapping."""
+    from defectspace.pipeline.verification import ModelScale
+
+    x = Canonicalizer(lattice).sample({"S->V": 2, "Mo->W": 1}, 4, seed=0)
+    gap = ModelScale(predictors[GAP], "xtb", lattice)
+    corr = predictors[GAP].info["engine_correction"]
+    raw = np.array([0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(gap(raw, x), corr["intercept"] + corr["slope"] * raw)
+    assert "0.065" in gap.describe() and "1.047" in gap.describe()
+    # another engine's correction does not apply; SevenNet-0's is per defect kind
+    np.testing.assert_array_equal(ModelScale(predictors[GAP], "chgnet", lattice)(raw, x), raw)
+    fe = ModelScale(predictors[FE], "sevenn", lattice)
+    per_kind = np.asarray(predictors[FE].info["engine_correction"]["per_kind"])
+    counts = np.stack([(x == k.code).sum(axis=1) for k in lattice.kinds], axis=1)
+    expected = predictors[FE].info["engine_correction"]["slope"] * raw + counts @ per_kind / counts.sum(axis=1)
+    np.testing.assert_allclose(fe(raw, x), expected)

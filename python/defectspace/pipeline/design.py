@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from defectspace.canonical import Canonicalizer, key_to_string
 from defectspace.lattice import Lattice
 from defectspace.pipeline.annealing import ClassArchive, parallel_tempering
-from defectspace.pipeline.verification import ENGINE_PROPERTY, EngineLabels
+from defectspace.pipeline.verification import ENGINE_PROPERTY, EngineLabels, ModelScale
 from defectspace.placement import counts_vector, format_2dmd
 
 if TYPE_CHECKING:
@@ -375,9 +375,14 @@ class DesignResult:
     engine: str = ""
     """Verification engine, if any."""
     engine_value: Array = field(default_factory=lambda: np.zeros(0))
-    """(n,) the engine's value of its property (NaN where not verified)."""
+    """(n,) the engine's value of its property on the model's scale (NaN where not verified):
+    what the windows are checked against (see :class:`ModelScale`)."""
     engine_calls: int = 0
     """Engine labels used (computed now or found in the work folder)."""
+    engine_raw: Array = field(default_factory=lambda: np.zeros(0))
+    """(n,) the engine's value as it measured it (NaN where not verified)."""
+    engine_scale: str = ""
+    """How engine values were brought onto the model's scale."""
 
     @property
     def proven_optimal(self) -> bool:
@@ -419,7 +424,8 @@ class DesignResult:
         df["distance_to_window"] = self.distance
         if self.engine:
             prop = ENGINE_PROPERTY[self.engine]
-            df[f"{prop}_{self.engine}"] = self.engine_value
+            df[f"{prop}_{self.engine}"] = self.engine_raw if len(self.engine_raw) else self.engine_value
+            df[f"{prop}_{self.engine}_on_model_scale"] = self.engine_value
             df["engine_verified"] = self.verified
             w = next((w for w in self.windows if w.name == prop), None)
             inside = (self.engine_value >= w.low) & (self.engine_value <= w.high) if w else self.verified
@@ -457,9 +463,13 @@ class DesignResult:
             else "first design not proven optimal"
         )
         if self.engine:
+            prop = ENGINE_PROPERTY[self.engine]
+            w = next((w for w in self.windows if w.name == prop), None)
+            ok = self.verified & (self.engine_value >= w.low) & (self.engine_value <= w.high) if w else self.verified
             lines.append(
-                f"{self.engine}: {int(self.verified.sum())} designs verified, "
-                f"{self.engine_calls} engine labels used"
+                f"{self.engine}: {int(self.verified.sum())} designs verified"
+                + (f", {int(ok.sum())} inside the {prop} window" if w else "")
+                + f"; {self.engine_calls} engine labels used; {self.engine_scale}"
             )
         return "\n".join(lines)
 
@@ -555,7 +565,8 @@ def design(
     exhaustive = estimate <= exhaustive_limit
     tick = progress or (lambda stage, k: None)
     energy = _energy(surrogate, targets, objective)
-    deadline = t0 + time_limit
+    # with an engine, half the search time goes to searching on between its rounds
+    deadline = t0 + (time_limit / 2 if verify is not None and not exhaustive else time_limit)
 
     if exhaustive:
         for vec in comps:
@@ -583,10 +594,11 @@ def design(
     if prove and objective is not None and not targets and not exhaustive:
         optimum = _prove(predictors[objective.name], lattice, comps, objective, prove_time_limit, archive)
 
-    engine_value = None
+    engine_value = engine_raw = None
     engine_calls = 0
+    engine_scale = ""
     if verify is not None:
-        engine_value, engine_calls = _verify_loop(
+        engine_value, engine_raw, engine_calls, engine_scale = _verify_loop(
             archive,
             surrogate,
             targets,
@@ -598,7 +610,7 @@ def design(
             exhaustive,
             energy,
             seed,
-            max(deadline - time.perf_counter(), 0.0),
+            max(t0 + time_limit - time.perf_counter(), 0.0),
             engine_workers,
             tick,
         )
@@ -606,8 +618,10 @@ def design(
     states, keys, orbits, scores = archive.arrays()
     mean, std = surrogate.corrected(scores)
     eng_all = np.full(len(orbits), np.nan)
-    if engine_value is not None:
+    raw_all = eng_all.copy()
+    if engine_value is not None and engine_raw is not None:
         eng_all[: len(engine_value)] = engine_value
+        raw_all[: len(engine_raw)] = engine_raw
         # a verified class is ranked by what the engine measured, with no uncertainty left
         j = active.index(ENGINE_PROPERTY[verify or ""])
         known = np.isfinite(eng_all)
@@ -643,6 +657,8 @@ def design(
         verify or "",
         eng_all[top] if verify else np.zeros(0),
         engine_calls,
+        raw_all[top] if verify else np.zeros(0),
+        engine_scale,
     )
 
 
@@ -685,16 +701,19 @@ def _verify_loop(
     time_left: float,
     workers: int,
     tick: Progress,
-) -> tuple[Array, int]:
+) -> tuple[Array, Array, int, str]:
     """Rounds of: rank, label the best unverified candidates, correct the surrogate, search on.
 
-    Returns the engine's value per archived class (NaN where not labelled) and the labels used.
+    Returns the engine's value per archived class on the model's scale and as measured (NaN where
+    not labelled), the labels used, and how values were brought onto the model's scale.
     """
 
     prop = ENGINE_PROPERTY[engine]
     names = list(surrogate.names)
     j = names.index(prop)
     labels = EngineLabels(work_dir, engine, archive.canonicalizer.lattice, workers=workers)
+    scale = ModelScale(surrogate.predictors[prop], engine, archive.canonicalizer.lattice)
+    raw: dict[int, float] = {}
     rounds = max(1, min(budget, 5))
     per_round = -(-budget // rounds)
     used = 0
@@ -710,10 +729,12 @@ def _verify_loop(
         if not fresh:
             break
         values = labels.measure(states[fresh], key_to_string(keys[fresh]))
+        mapped = scale(values, states[fresh])
         used += len(fresh)
         tick("verify", len(fresh))
-        for i, v in zip(fresh, values, strict=True):
-            known[i] = float(v)
+        for i, v, m in zip(fresh, values, mapped, strict=True):
+            raw[i] = float(v)
+            known[i] = float(m)
         known_idx = np.asarray(sorted(known), dtype=np.int64)
         surrogate.learn(prop, scores[known_idx, j], np.asarray([known[i] for i in known_idx]))
         if not exhaustive and r + 1 < rounds and time_left > 0:
@@ -733,6 +754,8 @@ def _verify_loop(
                 on_step=lambda k: tick("search", k),
             )
     out = np.full(len(archive.arrays()[2]), np.nan)
+    out_raw = out.copy()
     for i, v in known.items():
         out[i] = v
-    return out, labels.n_used
+        out_raw[i] = raw[i]
+    return out, out_raw, labels.n_used, scale.describe()

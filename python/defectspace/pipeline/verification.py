@@ -20,6 +20,39 @@ ENGINE_PROPERTY = {
 """The property each verification engine measures."""
 
 
+class ModelScale:
+    """Maps an engine's values onto the scale a predictor was trained on, with the engine
+    correction the predictor records (``info["engine_correction"]``, fitted on rows that have
+    both: the shipped gap model's GFN1-xTB gaps are DFT ~ 0.065 + 1.047 xTB). Without one for this
+    engine, values pass unchanged."""
+
+    def __init__(self, predictor: Any, engine: str, lattice: Lattice) -> None:
+        self.engine = engine
+        self.lattice = lattice
+        d = getattr(predictor, "info", {}).get("engine_correction")
+        self.correction: Any = None
+        if isinstance(d, Mapping) and d.get("engine") == engine:
+            from defectspace.predict.recipes import EngineCorrection
+
+            self.correction = EngineCorrection.from_dict(d)
+
+    def __call__(self, values: NDArray[np.float64], states: NDArray[np.uint8]) -> NDArray[np.float64]:
+        if self.correction is None:
+            return np.asarray(values, dtype=np.float64)
+        counts = np.stack([(np.asarray(states) == k.code).sum(axis=1) for k in self.lattice.kinds], axis=1)
+        out: NDArray[np.float64] = self.correction.apply(values, counts if self.correction.per_kind else None)
+        return out
+
+    def describe(self) -> str:
+        c = self.correction
+        if c is None:
+            return f"{self.engine} values as measured (the model records no correction for {self.engine})"
+        form = (f"{c.intercept:+.3f} + {c.slope:.3f} x" if not c.per_kind
+                else f"{c.slope:.3f} x + per-kind references")
+        return (f"{self.engine} values on the model's scale: {form} (fitted on {c.n_rows} rows, "
+                f"RMS {c.residual_rms * 1000:.0f} meV)")
+
+
 class EngineLabels:
     """Labels one engine computed for classes of one lattice, in ``work_dir``.
 

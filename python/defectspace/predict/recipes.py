@@ -114,6 +114,15 @@ class EngineCorrection:
     residual_rms: float
     """RMS of DFT minus corrected engine label on the rows it was fitted to, eV."""
     n_rows: int
+    engine: str = ""
+    """The engine whose labels it maps (``xtb``, ``sevenn``); design's verification maps that
+    engine's values to the model's scale with it."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EngineCorrection:
+        """The inverse of :meth:`to_dict`."""
+        return cls(float(d["slope"]), float(d["intercept"]), tuple(float(v) for v in d.get("per_kind", ())),
+                   float(d["residual_rms"]), int(d["n_rows"]), str(d.get("engine", "")))
 
     def apply(self, engine: ArrayLike, counts: ArrayLike | None = None) -> Array:
         """Corrected labels; ``counts`` (n, n_kinds) defect amounts for an extensive correction."""
@@ -132,8 +141,8 @@ class EngineCorrection:
         return d
 
 
-def fit_engine_correction(engine: ArrayLike, dft: ArrayLike, counts: ArrayLike | None = None
-                          ) -> EngineCorrection:
+def fit_engine_correction(engine: ArrayLike, dft: ArrayLike, counts: ArrayLike | None = None,
+                          name: str = "") -> EngineCorrection:
     """Least-squares correction of engine labels to DFT on rows that have both (see the class)."""
     e = np.asarray(engine, dtype=np.float64)
     y = np.asarray(dft, dtype=np.float64)
@@ -145,13 +154,13 @@ def fit_engine_correction(engine: ArrayLike, dft: ArrayLike, counts: ArrayLike |
         coef = np.linalg.lstsq(a, y[ok], rcond=None)[0]
         res = y[ok] - a @ coef
         return EngineCorrection(float(coef[1]), float(coef[0]), (), float(np.sqrt(np.mean(res**2))),
-                                int(ok.sum()))
+                                int(ok.sum()), name)
     c = np.asarray(counts, dtype=np.float64)[ok]
     a = np.column_stack([c / np.maximum(c.sum(axis=1, keepdims=True), 1.0), e[ok]])
     coef = np.linalg.lstsq(a, y[ok], rcond=None)[0]
     res = y[ok] - a @ coef
     return EngineCorrection(float(coef[-1]), 0.0, tuple(float(v) for v in coef[:-1]),
-                            float(np.sqrt(np.mean(res**2))), int(ok.sum()))
+                            float(np.sqrt(np.mean(res**2))), int(ok.sum()), name)
 
 
 def gap_members(lattice: Lattice, copies: int = 3, kernel_ridge: bool = False) -> list[dict[str, Any]]:
@@ -192,7 +201,7 @@ def train_gap_model(rows: LabelledRows, *, exclude: Sequence[int] | NDArray[np.i
     source = f"DFT HOMO-LUMO gaps of 2DMD (PBE), {int(dft.sum())} low-density MoS2 8x8 rows"
     info: dict[str, Any] = {}
     if use_engine:
-        corr = fit_engine_correction(rows.gap_xtb[keep], rows.gap_dft[keep])
+        corr = fit_engine_correction(rows.gap_xtb[keep], rows.gap_dft[keep], name="xtb")
         eng = keep & ~np.isfinite(rows.gap_dft) & np.isfinite(rows.gap_xtb)
         x = np.concatenate([x, rows.states[eng]])
         y = np.concatenate([y, corr.apply(rows.gap_xtb[eng])])
@@ -224,7 +233,7 @@ def train_formation_energy_model(rows: LabelledRows, *, exclude: Sequence[int] |
           prior_source=f"SevenNet-0 single points (unrelaxed), {int(eng.sum())} rows of 2DMD "
                        f"({int((eng & ~rows.high).sum())} low, {int((eng & rows.high).sum())} high density)")
     counts = np.stack([(rows.states == k.code).sum(axis=1) for k in rows.lattice.kinds], axis=1)
-    corr = fit_engine_correction(rows.fe_sevenn[dft], rows.fe_dft[dft], counts[dft])
+    corr = fit_engine_correction(rows.fe_sevenn[dft], rows.fe_dft[dft], counts[dft], name="sevenn")
     p.info["engine_correction"] = corr.to_dict()
     if p.calibration is not None and p.domain is not None:
         outside = eng & ~dft
