@@ -441,3 +441,68 @@ def test_export_extxyz_and_label_files_get_the_umask(tmp_path: Path,
         os.umask(old)
     for p in (tmp_path / "all.extxyz", tmp_path / "cifs" / "a.cif", tmp_path / "k.csv"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+
+
+# ----------------------------------------------------------------------- memory
+MEMORY_DRIVER = r"""
+import json, resource, subprocess, sys
+import numpy as np, pandas, spglib, defectspace._core
+from defectspace.cli import main
+# The libraries the command loads, and OpenBLAS's buffers, are in place before the limit: the limit
+# is for the command's own work (OpenBLAS that cannot get its buffer ends the process itself).
+np.linalg.det(np.eye(3)); np.linalg.inv(np.eye(3)); np.ones((64, 64)) @ np.ones((64, 64))
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+limit = vm + (int(sys.argv[1]) << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _run_limited(headroom_mib: int, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", MEMORY_DRIVER, str(headroom_mib), *argv],
+                          capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="limits the address space with RLIMIT_AS")
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="ASan reserves terabytes of address space")
+def test_large_supercell_under_a_memory_limit_runs_or_says_it_ran_out(tmp_path: Path) -> None:
+    """``enumerate --supercell 100x100 --counts 'S->V=1'`` took 14.2 GB (a dense 120,000 x 30,000
+    permutation table) and under a memory limit ended in ``MemoryError: std::bad_alloc`` with a
+    traceback; a bare MemoryError printed ``error: MemoryError``, one while formatting the message a
+    traceback, and a library the loader could not map for lack of memory said 'reinstall'."""
+    argv = ["enumerate", "--supercell", "100x100", "--counts", "S->V=1", "-o", "e.csv"]
+    ok = _run_limited(256, argv, tmp_path)  # the dense table alone would be 13.4 GiB
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "e.csv").read_text().count("\n") == 2
+    (tmp_path / "e.csv").unlink()
+    refused = 0
+    for headroom in (0, 4, 8, 12, 16, 24, 32, 48):
+        r = _run_limited(headroom, argv, tmp_path)
+        assert r.returncode in (0, 2), (headroom, r.returncode, r.stderr)
+        if r.returncode == 2:
+            refused += 1
+            assert_one_error_line(r.stderr, "memory")
+            assert "enumerate ran out of memory" in r.stderr or "not enough memory" in r.stderr
+            assert list(tmp_path.iterdir()) == [], headroom  # nothing written, no temporary file
+        else:
+            (tmp_path / "e.csv").unlink()
+    assert refused >= 2
+    r = _run_limited(64, ["enumerate", "--supercell", "12x12", "--counts", "S->V=4", "-o", "e.csv"],
+                     tmp_path)  # about 160,000 classes of 432 bytes
+    assert r.returncode == 2, r.stderr
+    assert_one_error_line(r.stderr, "not enough memory to enumerate", "12x12 supercell")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_library_that_cannot_be_mapped_is_out_of_memory_not_a_broken_install() -> None:
+    from defectspace.cli import missing_dependency_message, out_of_memory_message
+
+    exc = ImportError("/x/_spglib.so: failed to map segment from shared object", name="_spglib")
+    assert missing_dependency_message("enumerate", exc).startswith(
+        "enumerate: not enough memory to load _spglib: free memory")
+    assert out_of_memory_message("screen", MemoryError()).startswith("screen ran out of memory")
+    assert out_of_memory_message("screen", MemoryError("std::bad_alloc")).startswith("screen ran out")
+    assert out_of_memory_message("x", MemoryError("not enough memory to build the group")) == (
+        "not enough memory to build the group")
