@@ -98,7 +98,7 @@ def test_missing_file_and_bad_options(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["canonicalize", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
     src = write(tmp_path, "id,defects\na,vac:17:S->V\n")
-    assert main(["canonicalize", str(src), "-o", str(tmp_path / "o.csv"), "--lattice", "Graphene"]) == 2
+    assert main(["canonicalize", str(src), "-o", str(tmp_path / "o.csv"), "--lattice", "graphite"]) == 2
     assert "--lattice" in capsys.readouterr().err
     assert main(["canonicalize", str(src), "-o", str(tmp_path / "o.csv"), "--supercell", "8"]) == 2
     assert "supercell" in capsys.readouterr().err

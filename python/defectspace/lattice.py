@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,32 +53,171 @@ class DefectKind:
 
 @dataclass(frozen=True)
 class _Preset:
-    a: float
-    c: float
-    metal: str
-    chalcogen: str
-    z_metal: float
-    z_bottom: float
-    z_top: float
-    substituents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """A preset unit cell: in-plane cell, fractional basis, and the defects it allows by default."""
+
+    name: str
+    """Canonical name (the lattice's :attr:`Lattice.name`)."""
+    cell: tuple[tuple[float, float, float], ...]
+    """(3, 3) cell vectors as rows, angstrom."""
+    basis: tuple[tuple[float, float, float], ...]
+    """(n_basis, 3) fractional basis coordinates, in the documented site order."""
+    species: tuple[str, ...]
+    """Element of each basis site."""
+    substituents: Mapping[str, tuple[str, ...]]
+    """Defects allowed by default, per host element (``"V"`` = vacancy)."""
+    layer_group: int
+    """spglib's layer-group number of the cell (checked by the tests)."""
+    n_operations: int
+    """Number of layer-group point operations spglib finds (checked by the tests)."""
+    site_order: str
+    """The basis sites in order, for the documentation."""
 
 
-# 2H transition-metal dichalcogenides. MoS2 is 2DMD's cell exactly (README of the 2DMD data);
-# the others use experimental in-plane constants with the same vacuum and the same c-fractions
-# scaled from their layer thickness.
-_PRESETS: dict[str, _Preset] = {
-    "MoS2": _Preset(3.1903157, 14.879004, "Mo", "S", 0.25, 0.144826, 0.355174,
-                    {"Mo": ("V", "W"), "S": ("V", "Se")}),
-    "WSe2": _Preset(3.3197, 15.5, "W", "Se", 0.25, 0.14, 0.36,
-                    {"W": ("V", "Mo"), "Se": ("V", "S")}),
-    "MoSe2": _Preset(3.3209, 15.5, "Mo", "Se", 0.25, 0.14, 0.36,
-                     {"Mo": ("V", "W"), "Se": ("V", "S")}),
-    "WS2": _Preset(3.1824, 14.879004, "W", "S", 0.25, 0.144826, 0.355174,
-                   {"W": ("V", "Mo"), "S": ("V", "Se")}),
+def _hexagonal(a: float, c: float) -> tuple[tuple[float, float, float], ...]:
+    return ((a, 0.0, 0.0), (-a / 2, a * float(np.sqrt(3)) / 2, 0.0), (0.0, 0.0, c))
+
+
+_CHALCOGEN_SWAP = {"S": "Se", "Se": "S", "Te": "Se"}
+_METAL_SWAP = {"Mo": "W", "W": "Mo", "Ti": "Zr", "Zr": "Ti", "Hf": "Zr", "Sn": "Ti", "Pt": "Pd",
+               "Pd": "Pt", "Nb": "Ta", "Ta": "Nb", "V": "Nb"}
+
+
+def _h2(formula: str, metal: str, chalcogen: str, a: float, c: float, z_metal: float,
+        z_bottom: float, z_top: float) -> _Preset:
+    """A 2H (trigonal prismatic, D3h) dichalcogenide in 2DMD's site order: M, bottom X, top X."""
+    return _Preset(formula, _hexagonal(a, c),
+                   ((1 / 3, 2 / 3, z_metal), (2 / 3, 1 / 3, z_bottom), (2 / 3, 1 / 3, z_top)),
+                   (metal, chalcogen, chalcogen),
+                   {metal: ("V", _METAL_SWAP[metal]), chalcogen: ("V", _CHALCOGEN_SWAP[chalcogen])},
+                   78, 12, f"L=0 {metal} (1/3, 2/3), L=1 bottom {chalcogen} (2/3, 1/3), "
+                           f"L=2 top {chalcogen} (2/3, 1/3)")
+
+
+def _t1(formula: str, metal: str, chalcogen: str, a: float, height: float, c: float = 20.0
+        ) -> _Preset:
+    """A 1T (octahedral, D3d) dichalcogenide: M at the origin, X below at (1/3, 2/3) and X above
+    at (2/3, 1/3), ``height`` angstrom from the metal plane."""
+    dz = height / c
+    return _Preset(f"1T-{formula}", _hexagonal(a, c),
+                   ((0.0, 0.0, 0.5), (1 / 3, 2 / 3, 0.5 - dz), (2 / 3, 1 / 3, 0.5 + dz)),
+                   (metal, chalcogen, chalcogen),
+                   {metal: ("V", _METAL_SWAP.get(metal, "Ti")),
+                    chalcogen: ("V", _CHALCOGEN_SWAP[chalcogen])},
+                   72, 12, f"L=0 {metal} (0, 0), L=1 bottom {chalcogen} (1/3, 2/3), "
+                           f"L=2 top {chalcogen} (2/3, 1/3)")
+
+
+def _iii_vi(formula: str, metal: str, chalcogen: str, a: float, metal_half: float,
+            chalcogen_half: float, c: float = 25.0) -> _Preset:
+    """A III-VI monolayer (GaSe, InSe: X-M-M-X, D3h): the M-M dimer at (1/3, 2/3), the chalcogens
+    at (2/3, 1/3); heights in angstrom from the layer's centre."""
+    return _Preset(formula, _hexagonal(a, c),
+                   ((1 / 3, 2 / 3, 0.5 - metal_half / c), (1 / 3, 2 / 3, 0.5 + metal_half / c),
+                    (2 / 3, 1 / 3, 0.5 - chalcogen_half / c), (2 / 3, 1 / 3, 0.5 + chalcogen_half / c)),
+                   (metal, metal, chalcogen, chalcogen),
+                   {metal: ("V",), chalcogen: ("V", _CHALCOGEN_SWAP[chalcogen])},
+                   78, 12, f"L=0 bottom {metal}, L=1 top {metal} (1/3, 2/3), L=2 bottom {chalcogen}, "
+                           f"L=3 top {chalcogen} (2/3, 1/3)")
+
+
+# Black phosphorus (phosphorene): one layer of bulk Cmce BP (a = 3.3136, b = 10.478, c = 4.3763 A;
+# P at 8f, y = 0.10168, z = 0.08056; Brown & Rundqvist 1965), b out of plane: x along the zigzag
+# direction (3.3136 A), y along the armchair direction (4.3763 A), the puckered sheet 2.13 A thick.
+_BP_A, _BP_B, _BP_Z, _BP_H, _BP_C = 3.3136, 4.3763, 0.08056, 0.10168 * 10.478, 20.0
+
+_PRESET_LIST: tuple[_Preset, ...] = (
+    # 2H dichalcogenides. MoS2 is 2DMD's cell exactly (README of the 2DMD data); the others use
+    # experimental in-plane constants with the same vacuum and c-fractions scaled from their
+    # layer thickness.
+    _h2("MoS2", "Mo", "S", 3.1903157, 14.879004, 0.25, 0.144826, 0.355174),
+    _h2("WSe2", "W", "Se", 3.3197, 15.5, 0.25, 0.14, 0.36),
+    _h2("MoSe2", "Mo", "Se", 3.3209, 15.5, 0.25, 0.14, 0.36),
+    _h2("WS2", "W", "S", 3.1824, 14.879004, 0.25, 0.144826, 0.355174),
+    # 1T dichalcogenides: experimental a, chalcogen heights from the bulk structures
+    _t1("TiS2", "Ti", "S", 3.407, 1.43),
+    _t1("TiSe2", "Ti", "Se", 3.540, 1.55),
+    _t1("ZrS2", "Zr", "S", 3.662, 1.45),
+    _t1("HfS2", "Hf", "S", 3.631, 1.45),
+    _t1("SnS2", "Sn", "S", 3.649, 1.47),
+    _t1("PtSe2", "Pt", "Se", 3.728, 1.30),
+    _t1("MoS2", "Mo", "S", 3.19, 1.59),
+    # hexagonal boron nitride and graphene
+    _Preset("hBN", _hexagonal(2.504, 20.0), ((1 / 3, 2 / 3, 0.5), (2 / 3, 1 / 3, 0.5)), ("B", "N"),
+            {"B": ("V", "C"), "N": ("V", "C")}, 78, 12, "L=0 B (1/3, 2/3), L=1 N (2/3, 1/3)"),
+    _Preset("graphene", _hexagonal(2.46, 20.0), ((1 / 3, 2 / 3, 0.5), (2 / 3, 1 / 3, 0.5)),
+            ("C", "C"), {"C": ("V", "N", "B")}, 80, 24,
+            "L=0 C (1/3, 2/3), L=1 C (2/3, 1/3); the hexagon centre (0, 0) has the full symmetry"),
+    # 2DMD's other materials
+    _iii_vi("GaSe", "Ga", "Se", 3.755, 1.225, 2.40),
+    _iii_vi("InSe", "In", "Se", 4.005, 1.395, 2.66),
+    _Preset("black-phosphorus",
+            ((_BP_A, 0.0, 0.0), (0.0, _BP_B, 0.0), (0.0, 0.0, _BP_C)),
+            ((0.0, _BP_Z, 0.5 + _BP_H / _BP_C), (0.0, -_BP_Z % 1.0, 0.5 - _BP_H / _BP_C),
+             (0.5, 0.5 + _BP_Z, 0.5 - _BP_H / _BP_C), (0.5, 0.5 - _BP_Z, 0.5 + _BP_H / _BP_C)),
+            ("P", "P", "P", "P"), {"P": ("V", "As")}, 42, 8,
+            "L=0 upper P (0, z), L=1 lower P (0, -z), L=2 lower P (1/2, 1/2 + z), "
+            "L=3 upper P (1/2, 1/2 - z), z = 0.08056; x zigzag, y armchair"),
+)
+
+_PRESETS: dict[str, _Preset] = {p.name: p for p in _PRESET_LIST}
+
+_ALIASES: dict[str, str] = {
+    **{f"2H-{p.name}": p.name for p in _PRESET_LIST if p.layer_group == 78 and len(p.basis) == 3},
+    "h-BN": "hBN", "BN": "hBN", "phosphorene": "black-phosphorus", "BP": "black-phosphorus",
 }
 
 PRESETS = tuple(_PRESETS)
-"""Names accepted by :meth:`Lattice.preset`."""
+"""Names accepted by :meth:`Lattice.preset` (besides the aliases in :data:`PRESET_ALIASES`)."""
+
+PRESET_ALIASES: Mapping[str, str] = _ALIASES
+"""Other names of presets: ``2H-MoS2`` for ``MoS2``, ``phosphorene`` for ``black-phosphorus``."""
+
+
+def preset_name(name: str) -> str | None:
+    """The canonical preset name of ``name`` (case-insensitive, aliases resolved), or None."""
+    table = {k.lower(): k for k in _PRESETS} | {k.lower(): v for k, v in _ALIASES.items()}
+    return table.get(name.strip().lower())
+
+
+def preset_site_order(name: str) -> str:
+    """The documented site order of a preset's basis (``"L=0 B (1/3, 2/3), L=1 N (2/3, 1/3)"``)."""
+    key = preset_name(name)
+    if key is None:
+        raise ValueError(f"unknown lattice preset {name!r}; known: {', '.join(PRESETS)}")
+    return _PRESETS[key].site_order
+
+
+def parse_defects(text: str) -> dict[str, tuple[str, ...]]:
+    """``"B->V,B->C,N->V"`` as ``{"B": ("V", "C"), "N": ("V",)}`` (the ``--defects`` option).
+
+    Raises:
+        ValueError: an item is not ``HOST->SPECIES``, names no element, or repeats.
+    """
+    from ase.data import chemical_symbols
+
+    out: dict[str, list[str]] = {}
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"--defects lists substitutions and vacancies such as 'B->V,B->C', got {text!r}")
+    for item in items:
+        host, sep, species = (t.strip() for t in item.partition("->"))
+        if not sep or not host or not species:
+            raise ValueError(f"--defects items look like 'B->C' (a substitution) or 'B->V' (a vacancy), "
+                             f"got {item!r}")
+        for what, el in (("host", host), ("species", species)):
+            if el not in chemical_symbols[1:] and not (what == "species" and el == VACANCY):
+                raise ValueError(f"--defects {item}: {el!r} is no element symbol")
+        if host == species:
+            raise ValueError(f"--defects {item}: a {host} site cannot be substituted by {host}")
+        if species in out.setdefault(host, []):
+            raise ValueError(f"--defects lists {item} twice")
+        out[host].append(species)
+    return {h: tuple(v) for h, v in out.items()}
+
+
+def format_defects(defects: Mapping[str, Sequence[str]]) -> str:
+    """Inverse of :func:`parse_defects`: ``"B->V,B->C,N->V"``."""
+    return ",".join(f"{h}->{s}" for h, species in defects.items() for s in species)
 
 
 def parse_supercell(value: str | Sequence[int]) -> tuple[int, int]:
@@ -214,7 +353,9 @@ class Lattice:
         defects = dict(defects or {})
         for host in defects:
             if host not in hosts:
-                raise ValueError(f"defects given for {host!r}, which is not in the basis {hosts}")
+                raise ValueError(f"defect {host}->{'/'.join(defects[host]) or '?'} is on a host "
+                                 f"absent from the cell: {name} has no {host} site, only "
+                                 f"{', '.join(hosts)} (not in the basis)")
         kinds: list[DefectKind] = []
         for host in hosts:
             for sp in defects.get(host, ()):
@@ -231,16 +372,32 @@ class Lattice:
 
     # ----------------------------------------------------------------- constructors
     @classmethod
-    def preset(cls, name: str, supercell: str | Sequence[int] = (8, 8)) -> Lattice:
-        """A 2H transition-metal dichalcogenide in 2DMD's site order (``MoS2``, ``WSe2``, ...)."""
-        key = {k.lower(): k for k in _PRESETS}.get(name.lower())
+    def preset(cls, name: str, supercell: str | Sequence[int] = (8, 8),
+               defects: Mapping[str, Sequence[str]] | None = None) -> Lattice:
+        """A preset 2D crystal (:data:`PRESETS`; aliases :data:`PRESET_ALIASES`).
+
+        ``MoS2``, ``WSe2``, ``MoSe2``, ``WS2`` (also ``2H-MoS2``, ...): 2H dichalcogenides in
+        2DMD's site order (metal, bottom chalcogen, top chalcogen), layer group 78 (p-6m2);
+        ``1T-TiS2``, ``1T-TiSe2``, ``1T-ZrS2``, ``1T-HfS2``, ``1T-SnS2``, ``1T-PtSe2``, ``1T-MoS2``:
+        1T dichalcogenides (metal at the origin, bottom, top chalcogen), layer group 72 (p-3m1);
+        ``hBN`` (B, N; 78), ``graphene`` (two C; 80, p6/mmm), ``GaSe`` and ``InSe`` (bottom and
+        top metal, bottom and top chalcogen; 78), ``black-phosphorus`` (phosphorene, four P of a
+        rectangular cell; 42, pman). :func:`preset_site_order` gives each basis in words.
+
+        Args:
+            defects: the defects each host may hold, replacing the preset's defaults (e.g. 2H-MoS2:
+                Mo->V, Mo->W, S->V, S->Se).
+
+        Raises:
+            ValueError: an unknown name, or ``defects`` for a host the crystal does not have.
+        """
+        key = preset_name(name)
         if key is None:
-            raise ValueError(f"unknown lattice preset {name!r}; known: {', '.join(PRESETS)}")
+            raise ValueError(f"unknown lattice preset {name!r}; known: {', '.join(PRESETS)} "
+                             f"(or a unit-cell .cif file)")
         p = _PRESETS[key]
-        cell = [[p.a, 0.0, 0.0], [-p.a / 2, p.a * np.sqrt(3) / 2, 0.0], [0.0, 0.0, p.c]]
-        basis = [[1 / 3, 2 / 3, p.z_metal], [2 / 3, 1 / 3, p.z_bottom], [2 / 3, 1 / 3, p.z_top]]
-        return cls(cell, basis, (p.metal, p.chalcogen, p.chalcogen), supercell,
-                   defects=p.substituents, name=key)
+        return cls(p.cell, p.basis, p.species, supercell,
+                   defects=p.substituents if defects is None else defects, name=key)
 
     @classmethod
     def from_atoms(
@@ -492,16 +649,29 @@ class Lattice:
         return f"Lattice({self.name} {n1}x{n2}, {self.n_sites} sites, defects: {kinds})"
 
 
-def resolve_lattice(spec: str | Path | Lattice, supercell: str | Sequence[int] = (8, 8)) -> Lattice:
-    """A lattice from a preset name, a unit-cell CIF path, or a Lattice (resized to ``supercell``)."""
+def resolve_lattice(spec: str | Path | Lattice, supercell: str | Sequence[int] = (8, 8),
+                    defects: str | Mapping[str, Sequence[str]] | None = None) -> Lattice:
+    """A lattice from a preset name, a unit-cell CIF path, or a Lattice (resized to ``supercell``).
+
+    Args:
+        defects: the defects each host may hold (a mapping or :func:`parse_defects` text such as
+            ``"B->V,B->C"``); None keeps the preset's defaults, the Lattice's own kinds, or for
+            a CIF a vacancy on every host.
+    """
+    wanted = parse_defects(defects) if isinstance(defects, str) else defects
     if isinstance(spec, Lattice):
-        return spec if spec.supercell == parse_supercell(supercell) else spec.with_supercell(supercell)
+        lat = spec if spec.supercell == parse_supercell(supercell) else spec.with_supercell(supercell)
+        if wanted is not None:
+            lat = Lattice(lat.cell, lat.basis, lat.basis_species, lat.supercell, wanted, lat.name,
+                          lat.symprec)
+        return lat
     text = str(spec)
-    if text.lower() in {k.lower() for k in _PRESETS}:
-        return Lattice.preset(text, supercell)
+    if preset_name(text) is not None:
+        return Lattice.preset(text, supercell, wanted)
     path = Path(text)
     if path.suffix.lower() == ".cif":
         if not path.exists():
             raise ValueError(f"unit-cell CIF {path} does not exist")
-        return Lattice.from_cif(path, supercell)
-    raise ValueError(f"a lattice is a preset ({', '.join(PRESETS)}) or a unit-cell .cif file, got {text!r}")
+        return Lattice.from_cif(path, supercell, wanted)
+    raise ValueError(f"a lattice is a preset ({', '.join(PRESETS)}) or a unit-cell .cif file, "
+                     f"got {text!r}")

@@ -274,6 +274,36 @@ def atom_site_distances(atoms: ase.Atoms, lattice: Lattice, *,
     return _site_distances(_fractional_xy(atoms), z, _plan(lattice), slice(None))
 
 
+def defects_found(atoms: ase.Atoms, lattice: Lattice, *,
+                  cell_tolerance: float = DEFAULT_CELL_TOLERANCE) -> dict[str, set[str]]:
+    """The defects a structure shows on ``lattice``, whatever defects the lattice allows:
+    ``{host: {species, ...}}`` with ``"V"`` where a sublattice has fewer atoms than sites.
+
+    Every atom is put on the host of its nearest site (periodic in plane); an atom whose element
+    differs from that host is a substitution ``host->element``. This is what ``--defects`` is
+    inferred from (and checked against) when the input is structures; the placement itself is
+    then read by :func:`map_structure`.
+
+    Raises:
+        ValueError: the structure's in-plane cell does not fit the lattice's supercell.
+    """
+    d = atom_site_distances(atoms, lattice, cell_tolerance=cell_tolerance)
+    found: dict[str, set[str]] = {}
+    if len(atoms) == 0:
+        return {h: {"V"} for h in lattice.host_types}
+    nearest = np.argmin(d, axis=1)
+    host_of_atom = lattice.site_types[nearest]
+    symbols = atoms.get_chemical_symbols()
+    for t, host in enumerate(lattice.host_types):
+        mine = np.flatnonzero(host_of_atom == t)
+        for a in mine.tolist():
+            if symbols[a] != host:
+                found.setdefault(host, set()).add(symbols[a])
+        if len(mine) < int((lattice.site_types == t).sum()):
+            found.setdefault(host, set()).add("V")
+    return found
+
+
 def map_structure(
     atoms: ase.Atoms,
     lattice: Lattice,

@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
                     "smallest of all symmetry images) on the same placements, whose partition into "
                     "classes is checked equal. Rates are per CPU-second of the measuring thread, so "
                     "other jobs on the machine count little; wall-clock rates on all cores beside.")
-    add_lattice_args(p)
+    add_lattice_args(p, defects_flag="--lattice-defects")
     p.add_argument("--defects", default="3,10%,30%",
                    help="comma-separated defect counts or percentages of the sites "
                         "(default: 3,10%%,30%%; spread evenly over the lattice's defect kinds)")
@@ -132,7 +132,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0:
         raise ValueError(f"--seconds must be positive, got {args.seconds}")
-    lat = lattice_from(args.lattice, args.supercell)
+    lat = lattice_from(args.lattice, args.supercell, args.lattice_defects)
     densities = parse_defects(args.defects, lat)
     one = Canonicalizer(lat, args.subgroup, n_threads=1)
     many = Canonicalizer(lat, args.subgroup, n_threads=args.threads)

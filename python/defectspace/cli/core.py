@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from defectspace.lattice import Lattice
 
 
-def add_lattice_args(p: argparse.ArgumentParser, threads: bool = True) -> None:
-    """``--lattice``, ``--supercell``, ``--subgroup`` and (with ``threads``) ``--threads``."""
-    add_lattice_option(p)
+def add_lattice_args(p: argparse.ArgumentParser, threads: bool = True,
+                     defects_flag: str = "--defects") -> None:
+    """``--lattice``, ``--supercell``, ``--defects`` (named ``defects_flag``), ``--subgroup``
+    and (with ``threads``) ``--threads``."""
+    add_lattice_option(p, defects_flag=defects_flag)
     p.add_argument("--subgroup", default="full", choices=list(SUBGROUPS),
                    help="symmetry group for equivalence (default: full)")
     if threads:
@@ -30,15 +32,25 @@ def add_lattice_args(p: argparse.ArgumentParser, threads: bool = True) -> None:
                        help="threads for the C++ core (0 = all cores)")
 
 
+LATTICE_HELP = ("preset (2H: MoS2, WSe2, MoSe2, WS2; 1T-TiS2 and other 1T-MX2; hBN, graphene, "
+                "black-phosphorus, GaSe, InSe) or a unit-cell CIF of a layer")
+
+
 def add_lattice_option(p: argparse.ArgumentParser, default: str | None = "MoS2",
-                       help: str | None = None) -> None:
-    """``--lattice`` (a preset or a unit-cell CIF, checked before the command runs) and
-    ``--supercell``."""
+                       help: str | None = None, defects_flag: str = "--defects") -> None:
+    """``--lattice`` (a preset or a unit-cell CIF, checked before the command runs),
+    ``--supercell`` and the lattice's defects (``--defects 'B->V,B->C'``, under the flag
+    ``defects_flag``, stored as ``args.lattice_defects``)."""
     add_input(p, "--lattice", kind="lattice", default=default,
-              help=help or f"preset name (MoS2, WSe2, MoSe2, WS2) or a unit-cell CIF (default: {default})")
+              help=help or f"{LATTICE_HELP} (default: {default})")
     p.add_argument("--supercell", default="8x8" if default else None,
                    help="supercell size n1xn2 (default: 8x8)" if default else
                         "supercell size n1xn2 (default: the model's)")
+    p.add_argument(defects_flag, dest="lattice_defects", default=None, metavar="'H->X,...'",
+                   help="the substitutions and vacancies each host may hold, e.g. "
+                        "'B->V,B->C,N->V,N->C' (V = vacancy; default: a preset's own, e.g. "
+                        "MoS2: Mo->V,Mo->W,S->V,S->Se; for a unit-cell CIF, inferred from "
+                        "structure inputs, else a vacancy on every host)")
 
 
 def add_input_args(p: argparse.ArgumentParser) -> None:
@@ -51,20 +63,79 @@ def add_input_args(p: argparse.ArgumentParser) -> None:
                         "on stderr with its line")
 
 
-def lattice_from(spec: str, supercell: str) -> Lattice:
-    """The lattice of ``--lattice`` and ``--supercell``; errors name the options."""
+def lattice_from(spec: str, supercell: str, defects: str | None = None) -> Lattice:
+    """The lattice of ``--lattice``, ``--supercell`` and ``--defects``; errors name the options."""
     from defectspace.lattice import resolve_lattice
 
     try:
-        return resolve_lattice(spec, supercell)
+        return resolve_lattice(spec, supercell, defects)
     except ValueError as exc:
-        raise ValueError(f"--lattice {spec} --supercell {supercell}: {exc}") from None
+        given = f" --defects {defects}" if defects is not None else ""
+        raise ValueError(f"--lattice {spec} --supercell {supercell}{given}: {exc}") from None
+
+
+def lattice_of(args: argparse.Namespace, structures: str | Path | None = None) -> Lattice:
+    """The lattice of a command's ``--lattice``, ``--supercell`` and ``--defects``.
+
+    With ``structures`` (the command's input, used only when it is a CIF, a folder or a tar of
+    CIFs) the structures' defects are read first (:func:`defectspace.structure.defects_found`):
+    with no ``--defects`` and a unit-cell CIF lattice they become the lattice's defects (a
+    vacancy on every host, plus each substitution found, said on stderr); with ``--defects`` a
+    structure that shows a defect it does not list is refused, naming it.
+    """
+    defects = getattr(args, "lattice_defects", None)
+    lattice = lattice_from(args.lattice, args.supercell, defects)
+    if structures is None:
+        return lattice
+    from defectspace.io import is_structure_input
+    from defectspace.lattice import preset_name
+
+    path = Path(structures)
+    from_cif = preset_name(str(args.lattice)) is None
+    if not is_structure_input(path) or (defects is None and not from_cif):
+        return lattice  # a preset's own defects: no second pass over the structures
+    from defectspace.io import InputError
+    from defectspace.structure import defects_found, read_structures
+
+    found: dict[str, dict[str, str]] = {}  # host -> species -> first structure showing it
+    try:
+        for index, (name, atoms) in enumerate(read_structures(path)):
+            try:
+                shown = defects_found(atoms, lattice)
+            except ValueError as exc:
+                raise InputError(f"{path}: structure {index + 1} ({name}): {exc}") from None
+            for host, species in shown.items():
+                for sp in sorted(species):
+                    found.setdefault(host, {}).setdefault(sp, name)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    allowed = {(k.host, k.species) for k in lattice.kinds}
+    if defects is not None:
+        for host, species in found.items():
+            for sp, name in species.items():
+                if (host, sp) not in allowed:
+                    what = "a vacancy" if sp == "V" else f"{sp} on a {host} site"
+                    raise InputError(f"--defects {defects} contradicts the structures: {name} has "
+                                     f"{what} ({host}->{sp}), which --defects does not list")
+        return lattice
+    inferred = {h: [k.species for k in lattice.kinds if k.host == h] for h in lattice.host_types}
+    for host in lattice.host_types:
+        for sp in sorted(found.get(host, {})):
+            if sp not in inferred[host]:
+                inferred[host].append(sp)
+    from defectspace.lattice import format_defects
+
+    text = format_defects(inferred)
+    print(f"--defects inferred from the structures in {path}: {text} (a vacancy on every host, "
+          f"plus the substitutions found on each sublattice); give --defects to fix it",
+          file=sys.stderr)
+    return lattice_from(args.lattice, args.supercell, text)
 
 
 def _canonicalizer(args: argparse.Namespace) -> Canonicalizer:
     from defectspace.canonical import Canonicalizer
 
-    return Canonicalizer(lattice_from(args.lattice, args.supercell), args.subgroup,
+    return Canonicalizer(lattice_of(args, getattr(args, "input", None)), args.subgroup,
                          n_threads=args.threads)
 
 
@@ -214,7 +285,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from defectspace.placement import PlacementError, parse_2dmd
     from defectspace.structure import placement_to_atoms
 
-    lattice = lattice_from(args.lattice, args.supercell)
+    lattice = lattice_of(args)
     path = Path(args.input)
     out = Path(args.output)
     if args.limit is not None and args.limit < 0:

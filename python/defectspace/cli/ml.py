@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from defectspace.cli.common import add_command, add_input, add_output
-from defectspace.cli.core import add_lattice_option, lattice_from
+from defectspace.cli.core import add_lattice_option, lattice_from, lattice_of
 from defectspace.lattice import Lattice
 from defectspace.ml.config import TrainConfig
 
@@ -108,7 +108,7 @@ def cmd_train_embedder(args: argparse.Namespace) -> int:
             raise ValueError(f"{option} must be >= {low}, got {value}")
     if not args.lr > 0:
         raise ValueError(f"--lr must be positive, got {args.lr}")
-    lattice = lattice_from(args.lattice, args.supercell)
+    lattice = lattice_of(args)
     config = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          loss=args.loss, architecture=args.architecture, dim=args.dim,
                          channels=args.channels, threads=args.threads, eval_pairs=args.eval_pairs)
@@ -134,7 +134,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     lat = embedder.lattice
     if args.lattice is not None or args.supercell is not None:
         lat = lattice_from(args.lattice or embedder.lattice.name,
-                           args.supercell or "x".join(map(str, embedder.lattice.supercell)))
+                           args.supercell or "x".join(map(str, embedder.lattice.supercell)),
+                           args.lattice_defects)
         embedder._lattice_for(lat)
     table = read_placements(args.input, lat, args.on_error)
     report_errors(table)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from defectspace.cli.common import add_command, add_input, add_output
-from defectspace.cli.core import add_lattice_args, lattice_from, parse_counts
+from defectspace.cli.core import add_lattice_args, lattice_of, parse_counts
 
 
 def _parse_ranges(items: Sequence[str]) -> tuple[tuple[str, float, float], ...]:
@@ -82,7 +82,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     from defectspace.placement import counts_vector
 
     started = time.perf_counter()  # the reported wall time covers the whole command
-    lat = lattice_from(args.lattice, args.supercell)
+    lat = lattice_of(args, args.input)
     comps = tuple(tuple(int(v) for v in counts_vector(parse_counts(c), lat)[1:]) for c in args.counts)
     if (args.random is not None or args.exhaustive) and not comps:
         raise ValueError("--random and --exhaustive need at least one --counts")
