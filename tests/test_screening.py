@@ -318,6 +318,40 @@ def test_model_scorer_shares_one_histogram_and_predicts_the_same_bits() -> None:
         np.testing.assert_array_equal(scorer.predict(x, [name])[name], got[name])
 
 
+@pytest.mark.parametrize("name, lo, hi", [("homo_lumo_gap", 0.8, 1.2), ("homo_lumo_gap", 0.3, 0.5),
+                                          ("homo_lumo_gap", -1.0, 9.0), ("homo_lumo_gap", 5.0, 6.0),
+                                          ("formation_energy_per_site", 0.2, 0.6)])
+def test_select_by_a_prefix_of_the_trees_keeps_exactly_the_rows_in_range(name: str, lo: float,
+                                                                         hi: float) -> None:
+    """ModelScorer.select drops rows from bounds on the trees not walked yet: the rows kept and their
+    values are those of predicting every row (all, none and some kept; a ridge model: no bound)."""
+    from defectspace.pipeline.screening import _tree_bound, default_scorer
+
+    c = Canonicalizer(LAT)
+    x = np.concatenate([c.sample({"S->V": 2, "Mo->W": 1}, 200, seed=0),
+                        c.sample({"Mo->V": 2, "Mo->W": 3, "S->V": 7, "S->Se": 7}, 400, seed=1),
+                        c.sample({"Mo->V": 7, "Mo->W": 7, "S->V": 22, "S->Se": 22}, 400, seed=2)])
+    scorer = default_scorer(None, None, LAT, n_threads=1)
+    # the shipped gap model is an ensemble of gradient-boosted trees, formation energy a ridge model
+    assert (_tree_bound(scorer.models[name]) is not None) == (name == "homo_lumo_gap")
+    full = scorer.predict(x, [name])[name]
+    keep, values = scorer.select(x, [(name, lo, hi)])
+    np.testing.assert_array_equal(keep, (full >= lo) & (full <= hi))
+    np.testing.assert_array_equal(values[name], full[keep])
+
+
+def test_screen_with_and_without_tree_bounds_is_byte_identical(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from defectspace.pipeline import screening
+
+    cfg = config(n=3000, compositions=((0, 1, 2, 0), (7, 7, 22, 22)), ranges=(("homo_lumo_gap", 0.8, 1.2),))
+    s = screen(cfg, tmp_path / "bound.parquet")
+    monkeypatch.setattr(screening.ModelScorer, "select", None)  # predict every class whole
+    screen(cfg, tmp_path / "plain.parquet")
+    assert 0 < s.kept < s.distinct
+    assert (tmp_path / "bound.parquet").read_bytes() == (tmp_path / "plain.parquet").read_bytes()
+
+
 def test_threads_of_this_process_give_the_same_output(tmp_path: Path) -> None:
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     one = screen(config(), a, scorer=fake_scorer, n_workers=1)

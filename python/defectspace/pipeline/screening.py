@@ -331,12 +331,13 @@ class ModelScorer:
     def names(self) -> tuple[str, ...]:
         return tuple(self.models)
 
-    def predict(self, states: NDArray[np.uint8], names: Sequence[str]) -> dict[str, NDArray[np.float64]]:
+    def predict(self, states: NDArray[np.uint8], names: Sequence[str],
+                hist: NDArray[np.float64] | None = None) -> dict[str, NDArray[np.float64]]:
+        """The columns ``names`` of ``states``; ``hist``: their histogram descriptor, if known."""
         from defectspace.descriptors import defect_histogram
         from defectspace.predict import PropertyPredictor
 
         out: dict[str, NDArray[np.float64]] = {}
-        hist: NDArray[np.float64] | None = None
         for name in names:
             m = self.models[name]
             if type(m) is PropertyPredictor and m.reads_histogram:
@@ -346,6 +347,38 @@ class ModelScorer:
             else:
                 out[name] = m.predict(states, n_threads=self.n_threads)
         return out
+
+    def select(self, states: NDArray[np.uint8], ranges: Sequence[tuple[str, float, float]]
+               ) -> tuple[NDArray[np.bool_], dict[str, NDArray[np.float64]]]:
+        """Which placements lie inside every range, and the ranged columns of those.
+
+        A tree-ensemble model first walks only the first tenth, quarter, half of each member's
+        trees and drops the rows whose prediction is outside a range whatever the remaining trees
+        add (each tree adds one of its leaf values, between their minimum and maximum); it stops
+        early where a stage drops under a fifth of the rows. The rows left are predicted whole by
+        :meth:`predict`: the same bits as predicting everything (a row's bits do not depend on its
+        batch). On the README's screen (dense rows, gap 0.8-1.2 eV) a tenth of the trees decides.
+        """
+        from defectspace.descriptors import defect_histogram
+
+        names = list(dict.fromkeys(name for name, _, _ in ranges))
+        rows = np.arange(len(states))
+        hist: NDArray[np.float64] | None = None
+        for name, lo, hi in ranges:
+            bound = _tree_bound(self.models[name])
+            if bound is None or len(rows) == 0:
+                continue
+            if hist is None:
+                hist = defect_histogram(states, self.lattice, self.n_threads)
+            rows = rows[bound.maybe_within(states[rows], hist[rows], self.lattice, lo, hi, self.n_threads)]
+        values = self.predict(states[rows], names, None if hist is None else hist[rows])
+        ok = np.ones(len(rows), dtype=bool)
+        for name, lo, hi in ranges:
+            v = values[name]
+            ok &= (v >= lo) & (v <= hi)
+        keep = np.zeros(len(states), dtype=bool)
+        keep[rows[ok]] = True
+        return keep, {name: np.asarray(values[name])[ok] for name in names}
 
     def embed(self, states: NDArray[np.uint8]) -> NDArray[np.float32]:
         from defectspace.ml.embedder import Embedder
@@ -357,6 +390,111 @@ class ModelScorer:
         with torch_threads(self.n_threads):
             out: NDArray[np.float32] = self._embedder.embed(states)
         return out
+
+
+class _TreeBound:
+    """Bounds on a tree-ensemble predictor's value from a prefix of its trees (see
+    :meth:`ModelScorer.select`): a weighted average of gradient-boosted members, each a baseline
+    plus the sum of its trees' leaf values."""
+
+    STAGES = (0.1, 0.25, 0.5)
+    """Fractions of each member's trees after which rows are dropped."""
+
+    def __init__(self, predictor: Any, members: list[Any], columns: list[Any], weights: NDArray[np.float64]
+                 ) -> None:
+        from defectspace.predict.regressors import _column_index
+
+        self.predictor = predictor
+        self.weights = weights
+        self.baselines = [float(m.baseline_) for m in members]
+        self.nodes: list[tuple[NDArray[Any], ...]] = []
+        self.offsets: list[NDArray[np.int64]] = []
+        self.rest_min: list[NDArray[np.float64]] = []
+        """Per member, the smallest sum the trees from t on can add (entry t; last entry 0)."""
+        self.rest_max: list[NDArray[np.float64]] = []
+        for m, cols in zip(members, columns, strict=True):
+            nd, off = m.nodes_, np.asarray(m.offsets_, dtype=np.int64)
+            leaf = nd["is_leaf"] > 0
+            feature = np.where(leaf, 0, nd["feature_idx"]).astype(np.int64)
+            if cols is not None:  # a member that sees some columns reads them from the whole row
+                feature = np.where(leaf, 0, _column_index(cols)[feature])
+            self.nodes.append((feature.astype(np.int32), np.ascontiguousarray(nd["num_threshold"]),
+                               nd["missing_go_to_left"].astype(np.uint8), nd["left"].astype(np.int32),
+                               nd["right"].astype(np.int32), nd["is_leaf"].astype(np.uint8),
+                               np.ascontiguousarray(nd["value"], dtype=np.float64)))
+            self.offsets.append(off)
+            tree = np.repeat(np.arange(len(off) - 1), np.diff(off))
+            lo = np.full(len(off) - 1, np.inf)
+            hi = np.full(len(off) - 1, -np.inf)
+            np.minimum.at(lo, tree[leaf], nd["value"][leaf])
+            np.maximum.at(hi, tree[leaf], nd["value"][leaf])
+            self.rest_min.append(np.append(np.cumsum(lo[::-1])[::-1], 0.0))
+            self.rest_max.append(np.append(np.cumsum(hi[::-1])[::-1], 0.0))
+
+    def _walk(self, i: int, a: int, b: int, f: NDArray[np.float64], n_threads: int) -> NDArray[np.float64]:
+        """The sum of member ``i``'s trees ``a`` to ``b - 1`` for feature rows ``f``."""
+        from defectspace import _core
+
+        off = self.offsets[i]
+        n0, n1 = int(off[a]), int(off[b])
+        fe, th, ml, le, ri, lf, va = (np.ascontiguousarray(x[n0:n1]) for x in self.nodes[i])
+        out: NDArray[np.float64] = _core.predict_tree_ensemble(
+            f, fe, th, ml, le, ri, lf, va, off[a:b + 1] - n0, 0.0, n_threads=n_threads)
+        return out
+
+    def maybe_within(self, states: NDArray[np.uint8], hist: NDArray[np.float64], lattice: Lattice,
+                     lo: float, hi: float, n_threads: int) -> NDArray[np.int64]:
+        """Indices of the rows whose prediction may lie in ``[lo, hi]`` (a superset of those that do)."""
+        p = self.predictor
+        feats = p.features(states, lattice, n_threads, hist=hist)
+        rows = np.arange(len(states))
+        f = np.ascontiguousarray(feats, dtype=np.float64)
+        partial = np.array([np.full(len(states), b) for b in self.baselines]).reshape(len(self.nodes), -1)
+        done = [0] * len(self.nodes)
+        # partial sums in another order than predict's, so a margin far above their rounding
+        tol = 1e-9 * (1.0 + abs(lo) + abs(hi))
+        for frac in self.STAGES:
+            for i in range(len(self.nodes)):
+                end = max(done[i], int(frac * (len(self.offsets[i]) - 1)))
+                if end > done[i]:
+                    partial[i] += self._walk(i, done[i], end, f, n_threads)
+                    done[i] = end
+            low = sum(w * (partial[i] + self.rest_min[i][done[i]]) for i, w in enumerate(self.weights))
+            high = sum(w * (partial[i] + self.rest_max[i][done[i]]) for i, w in enumerate(self.weights))
+            ok = (high >= lo - tol) & (low <= hi + tol)
+            if ok.mean() > 0.8:  # the range holds most rows: walking on costs more than it saves
+                break
+            rows, partial, f = rows[ok], partial[:, ok], f[ok]
+            if len(rows) == 0:
+                break
+        return rows
+
+
+_BOUNDS: dict[int, tuple[Any, _TreeBound | None]] = {}
+
+
+def _tree_bound(predictor: Any) -> _TreeBound | None:
+    """The bound of a predictor whose model is a gradient-boosted tree ensemble, or a
+    non-negatively weighted ensemble of them, without a prior, of an intensive property (None for
+    any other)."""
+    from defectspace.predict import PropertyPredictor
+    from defectspace.predict.regressors import EnsembleRegressor, GBMRegressor
+
+    cached = _BOUNDS.get(id(predictor))
+    if cached is not None and cached[0] is predictor:
+        return cached[1]
+    bound: _TreeBound | None = None
+    model = getattr(predictor, "model", None)
+    if type(predictor) is PropertyPredictor and predictor.prior is None and not predictor.extensive:
+        if type(model) is GBMRegressor:
+            bound = _TreeBound(predictor, [model], [None], np.ones(1))
+        elif (type(model) is EnsembleRegressor and model.members_
+              and all(type(m) is GBMRegressor for m in model.members_)
+              and np.all(np.asarray(model.weights_) >= 0)):
+            bound = _TreeBound(predictor, list(model.members_), list(model.columns_),
+                               np.asarray(model.weights_, dtype=np.float64))
+    _BOUNDS[id(predictor)] = (predictor, bound)
+    return bound
 
 
 _SCORERS: dict[tuple[Any, ...], ModelScorer] = {}
@@ -600,6 +738,7 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads:
             meta = pa.ipc.open_file(source).schema.metadata or {}
         return {"times": {}, "distinct": int(meta.get(b"distinct", b"0")), "redone": []}
     lat = _lattice(cfg.lattice)
+    _worker_blas_threads(n_threads)
     canon = Canonicalizer(lat, cfg.subgroup, n_threads)
     score = scorer if scorer is not None else default_scorer(cfg.model, cfg.predictors, lat, n_threads)
     check_ranges(cfg, score.names)
@@ -621,14 +760,19 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads:
         times["decode"] += time.perf_counter() - t
         if filter_names:
             t = time.perf_counter()
-            values = score.predict(states, filter_names)
-            ok = np.ones(len(states), dtype=bool)
-            for name, lo, hi in cfg.ranges:
-                v = values[name]
-                ok &= (v >= lo) & (v <= hi)
+            select = getattr(score, "select", None)
+            if select is not None:
+                ok, values = select(states, cfg.ranges)
+            else:
+                values = score.predict(states, filter_names)
+                ok = np.ones(len(states), dtype=bool)
+                for name, lo, hi in cfg.ranges:
+                    v = values[name]
+                    ok &= (v >= lo) & (v <= hi)
+                values = {name: np.asarray(values[name])[ok] for name in filter_names}
             keep[start:start + len(states)] = ok
             for name in filter_names:
-                columns[name].append(np.asarray(values[name])[ok])
+                columns[name].append(np.asarray(values[name]))
             states = states[ok]
             times["predict"] += time.perf_counter() - t
         kept_states.append(states)
@@ -799,6 +943,44 @@ class Runner:
 
 
 @contextmanager
+def _blas_threads(n: int) -> Iterator[None]:
+    """numpy's BLAS (the ``rich`` descriptor's matrix product) limited to ``n`` threads for the run
+    (0: left alone): each task owns its share of the cores, and OpenBLAS's own threads, one per core
+    in every task, spun against each other (a 1,000,000-placement screen on 2 cores: 48 s wall for
+    41 CPU seconds, the tasks' own threads 32 of them)."""
+    try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    except ImportError:  # no scikit-learn: BLAS keeps its threads
+        n = 0
+    if n <= 0:
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
+
+
+_WORKER_BLAS: list[int] = []
+
+
+def _worker_blas_threads(n: int) -> None:
+    """In a Dask worker, BLAS limited to the task's ``n`` threads for good (once per process)."""
+    if n <= 0 or _WORKER_BLAS or "distributed" not in sys.modules:
+        return
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:  # not in a worker: screen() limits BLAS for the run
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=n, user_api="blas")
+    _WORKER_BLAS.append(n)
+
+
+@contextmanager
 def _torch_threads(n: int, load: bool) -> Iterator[None]:
     """torch's threads set to ``n`` for the run (and restored after) when this process embeds
     (``load``) or has torch loaded anyway: tasks on several threads then never race to set it."""
@@ -872,7 +1054,8 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
     runner = Runner(scheduler, n_workers)
     skipped = 0
     try:
-        with _torch_threads(runner.task_threads, load=cfg.embed and runner.client is None):
+        with _torch_threads(runner.task_threads, load=cfg.embed and runner.client is None), \
+                _blas_threads(runner.task_threads if runner.client is None else 0):
             t = time.perf_counter()
             if cfg.source == "file":
                 if table is None:
