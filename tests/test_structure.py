@@ -367,6 +367,30 @@ def test_malformed_cifs_raise_value_error_naming_the_file(tmp_path: Path) -> Non
             list(read_structures(path))
 
 
+@pytest.mark.parametrize(("old", "new", "reason"), [
+    ("_cell_angle_beta 90", "_cell_angle_beta 0", "_cell_angle_beta is 0; expected an angle strictly"),
+    ("_cell_angle_beta 90", "_cell_angle_beta 00", "_cell_angle_beta is 0; expected an angle strictly"),
+    ("_cell_angle_beta 90", "_cell_angle_beta 180", "_cell_angle_beta is 180"),
+    ("_cell_angle_beta 90", "_cell_angle_beta 200", "_cell_angle_beta is 200"),  # ase: 160
+    ("_cell_angle_beta 90", "_cell_angle_beta nan", "_cell_angle_beta is 'nan'"),  # ase: assert
+    ("_cell_length_c 14.879004", "_cell_length_c 0", "_cell_length_c is 0; expected a positive"),
+    ("_cell_length_a 25.5225256", "_cell_length_a -25.5", "_cell_length_a is -25.5"),
+    ("_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 120",
+     "_cell_angle_alpha 120\n_cell_angle_beta 120\n_cell_angle_gamma 120",
+     "the cell spans no volume (lengths 25.5225, 25.5225, 14.879 A, angles 120, 120, 120 degrees)"),
+], ids=["beta-0", "beta-00", "beta-180", "beta-200", "beta-nan", "c-0", "a-negative", "coplanar"])
+def test_cell_that_spans_no_volume_is_refused_naming_the_file(old: str, new: str, reason: str,
+                                                             tmp_path: Path) -> None:
+    """The structure fuzzer's find (tests/fuzz_corpus/structure/crash-b74b...): a CIF with
+    ``_cell_angle_beta 00`` was read as a singular cell, and the layer check or the site mapping
+    ended in numpy's bare 'Singular matrix' (a LinAlgError naming no file)."""
+    assert old in _GOOD_CIF
+    path = tmp_path / "flat.cif"
+    path.write_text(_GOOD_CIF.replace(old, new))
+    with pytest.raises(ValueError, match=rf"^cannot read CIF .*flat\.cif: {re.escape(reason)}"):
+        list(read_structures(path))
+
+
 def test_cif_with_symmetry_operations_is_expanded() -> None:
     text = """data_mos2_unit
 _cell_length_a 3.1903157

@@ -37,11 +37,13 @@ def read_cif_bytes(data: bytes, name: str) -> ase.Atoms:
                 raise ValueError(f"expected one structure, found {len(blocks)}")
             block = blocks[0]
             _refuse_partial_occupancy(block)
+            _check_cell_parameters(block)
             if _is_p1(block):
                 atoms = block.get_unsymmetrized_structure()
             else:
                 atoms = block.get_atoms(fractional_occupancies=False)
             _raise_on_parser_warnings(caught)
+            _check_cell(atoms)
     except Exception as exc:  # ase raises many exception types for malformed files
         detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__} {exc}".strip()
         raise ValueError(f"cannot read CIF {name}: {detail}") from exc
@@ -54,6 +56,38 @@ def read_cif_bytes(data: bytes, name: str) -> ase.Atoms:
         raise ValueError(f"cannot read CIF {name}: no structure")
     atoms.pbc = (True, True, False)
     return atoms
+
+
+def _check_cell_parameters(block: Any) -> None:
+    """Raises ValueError for cell lengths that are not positive numbers or angles not strictly
+    between 0 and 180 degrees, as written (ase folds 200 degrees to 160 and asserts on NaN)."""
+    cellpar = block.get_cellpar()
+    if cellpar is None:
+        return  # ase reports a missing cell its own way
+    names = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alpha",
+             "_cell_angle_beta", "_cell_angle_gamma")
+    for k, (tag, value) in enumerate(zip(names, cellpar, strict=True)):
+        v = _cif_number(value)
+        ok = v > 0 if k < 3 else 0 < v < 180
+        if not (np.isfinite(v) and ok):
+            want = "a positive length in A" if k < 3 else "an angle strictly between 0 and 180 degrees"
+            raise ValueError(f"{tag} is {value!r}; expected {want}")
+
+
+def _check_cell(atoms: ase.Atoms) -> None:
+    """Raises ValueError for a cell that spans no volume (a zero length, an angle of 0 or 180
+    degrees, three vectors in a plane) or numbers that are not finite: every later step (fractional
+    coordinates, the layer check, the site mapping) inverts the cell."""
+    cell = np.asarray(atoms.cell.array, dtype=float)
+    if not np.isfinite(cell).all() or not np.isfinite(atoms.positions).all():
+        raise ValueError("the cell or an atom position is not a finite number")
+    lengths = np.linalg.norm(cell, axis=1)
+    volume = abs(float(np.linalg.det(cell)))
+    if not (lengths > 1e-6).all() or volume <= 1e-6 * float(np.prod(lengths)):
+        a, b, c, alpha, beta, gamma = atoms.cell.cellpar()
+        raise ValueError(f"the cell spans no volume (lengths {a:.6g}, {b:.6g}, {c:.6g} A, angles "
+                         f"{alpha:.6g}, {beta:.6g}, {gamma:.6g} degrees): its three vectors lie in one "
+                         "plane")
 
 
 def _refuse_partial_occupancy(block: Any) -> None:
