@@ -848,6 +848,12 @@ def local_cluster_config() -> dict[str, Any]:
             "fork" if sys.platform == "linux" and "torch" not in sys.modules else "spawn",
         # the statistical profiler samples every worker thread's stack 100 times a second
         "distributed.worker.profile.enabled": False,
+        # the event loops' health check (every 20 ms), the memory monitor (every 100 ms) and the
+        # system monitor (every 500 ms) in the scheduler and in every worker and nanny: polls that
+        # cost CPU seconds a one-process run does not pay
+        "distributed.admin.tick.interval": "1s",
+        "distributed.worker.memory.monitor-interval": "1s",
+        "distributed.admin.system-monitor.interval": "2s",
     }
 
 
