@@ -326,5 +326,6 @@ def test_engine_values_are_checked_on_the_models_scale(lattice, predictors) -> N
     fe = ModelScale(predictors[FE], "sevenn", lattice)
     per_kind = np.asarray(predictors[FE].info["engine_correction"]["per_kind"])
     counts = np.stack([(x == k.code).sum(axis=1) for k in lattice.kinds], axis=1)
-    expected = predictors[FE].info["engine_correction"]["slope"] * raw + counts @ per_kind / counts.sum(axis=1)
+    slope = predictors[FE].info["engine_correction"]["slope"]
+    expected = slope * raw + counts @ per_kind / counts.sum(axis=1)
     np.testing.assert_allclose(fe(raw, x), expected)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from defectspace import Canonicalizer, Lattice, _core
-from defectspace.descriptors import defect_histogram
 
 pytest.importorskip("sklearn")
 
@@ -35,22 +34,31 @@ def _numpy_walk(model, f: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-
 
 
 def test_cpp_tree_walk_is_bit_identical_to_numpy_on_the_shipped_gap_model() -> None:
-    from defectspace.predict import load_predictors
+    """Every tree ensemble of the shipped gap model (boosted-tree members of an ensemble on the
+    rich descriptor), walked in C++ on the full features, against numpy on the member's columns."""
+    from defectspace.predict import GBMRegressor, load_predictors
+    from defectspace.predict.regressors import _column_index
 
     lat = Lattice.preset("MoS2", (8, 8))
     gap = load_predictors(lattice=lat)["homo_lumo_gap"]
-    model = gap.model
-    if not hasattr(model, "nodes_"):
-        pytest.skip("the shipped gap model is not a single exported tree ensemble")
     c = Canonicalizer(lat)
     x = np.vstack(
         [c.sample({"S->V": 3}, 300, 1), c.sample({"Mo->V": 2, "Mo->W": 3, "S->V": 7, "S->Se": 7}, 300, 2)]
     )
-    f = defect_histogram(x, lat)
+    f = gap.features(x, lat)
     f[::17, 5] = np.nan  # missing values take the stored direction
-    want = _numpy_walk(model, f)
-    got = model.predict(f)
-    assert np.array_equal(got, want)
+    members = getattr(gap.model, "members_", [gap.model])
+    columns = getattr(gap.model, "columns_", [None] * len(members))
+    walked = 0
+    for model, cols in zip(members, columns, strict=True):
+        if not isinstance(model, GBMRegressor):
+            continue
+        idx = np.arange(f.shape[1]) if cols is None else _column_index(cols)
+        want = _numpy_walk(model, f[:, idx])
+        assert np.array_equal(model.predict(np.ascontiguousarray(f[:, idx])), want)
+        assert np.array_equal(model.predict_on_columns(f, idx), want)
+        walked += 1
+    assert walked >= 1
 
 
 def test_tree_walker_refuses_out_of_range_nodes() -> None:
@@ -74,3 +82,26 @@ def test_tree_walker_refuses_out_of_range_nodes() -> None:
         _core.predict_tree_ensemble(x, *args.values(), 0.5)
     with pytest.raises(ValueError, match="dtype"):
         _core.predict_tree_ensemble(x.astype(np.float32), *args.values(), 0.5)
+
+
+def test_a_member_on_a_column_subset_walks_the_full_matrix_with_the_same_bits() -> None:
+    """EnsembleRegressor copied each member's columns out of the features (4x the trees' own time
+    on the shipped gap model); the trees now read the full matrix through remapped features."""
+    from defectspace.predict import EnsembleRegressor, GBMRegressor
+    from defectspace.predict.regressors import _column_index
+
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(400, 12))
+    f[rng.random(f.shape) < 0.05] = np.nan
+    y = np.nansum(f[:, 3:7], axis=1) + 0.1 * rng.normal(size=400)
+    cols = [[2, 5], [8, 11]]
+    ens = EnsembleRegressor(members=[{"kind": "gbm", "settings": {"grid": ({"max_leaf_nodes": 7},)},
+                                      "columns": cols, "copies": 2}], random_state=0).fit(f, y)
+    idx = _column_index(cols)
+    for member in ens.members_:
+        assert isinstance(member, GBMRegressor)
+        on_copy = member.predict(np.ascontiguousarray(f[:, idx]))
+        np.testing.assert_array_equal(member.predict_on_columns(f, idx), on_copy)
+        np.testing.assert_array_equal(on_copy, _numpy_walk(member, f[:, idx]))
+    expected = sum(w * m.predict(np.ascontiguousarray(f[:, idx])) for w, m in zip(ens.weights_, ens.members_, strict=True))
+    np.testing.assert_allclose(ens.predict(f), expected, rtol=0, atol=1e-12)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,24 +30,48 @@ Energy = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 """Maps archived scores (n, n_outputs) to energies (n,) to minimise (dimensionless)."""
 
 
+class _Growable:
+    """Rows appended in amortised O(rows): a buffer that doubles, read as a view of its rows."""
+
+    def __init__(self, width: int, dtype: type) -> None:
+        self.width, self.dtype = width, dtype
+        self.buf: NDArray[Any] = np.zeros((0, width), dtype=dtype)
+        self.n = 0
+
+    def append(self, rows: NDArray[Any]) -> None:
+        if self.buf.shape[1] != rows.shape[1]:  # first scores fix the width
+            self.buf = np.zeros((0, rows.shape[1]), dtype=self.dtype)
+        need = self.n + len(rows)
+        if need > len(self.buf):
+            size = (max(need, 2 * len(self.buf), 1024), self.buf.shape[1])
+            grown: NDArray[Any] = np.empty(size, dtype=self.dtype)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+        self.buf[self.n : need] = rows
+        self.n = need
+
+    def view(self) -> NDArray[Any]:
+        return self.buf[: self.n]
+
+
 class ClassArchive:
-    """Every distinct class scored so far: canonical placement, key, orbit size and scores."""
+    """Every distinct class scored so far: canonical placement, key, orbit size and scores.
+
+    Appends are amortised O(new rows) (the search reads the scores every step: concatenating the
+    archive each time made a long search quadratic)."""
 
     def __init__(self, canonicalizer: Canonicalizer, scorer: Scorer) -> None:
         self.canonicalizer = canonicalizer
         self.scorer = scorer
         self._set = _core.KeySet(canonicalizer.key_bytes)
-        self._states: list[NDArray[np.uint8]] = []
-        self._keys: list[NDArray[np.uint8]] = []
-        self._orbits: list[NDArray[np.int64]] = []
-        self._scores: list[NDArray[np.float64]] = []
-        self._cache: (
-            tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.int64], NDArray[np.float64]] | None
-        ) = None
+        self._states = _Growable(canonicalizer.lattice.n_sites, np.uint8)
+        self._keys = _Growable(canonicalizer.key_bytes, np.uint8)
+        self._orbits = _Growable(1, np.int64)
+        self._scores = _Growable(0, np.float64)
         self.n_proposed = 0
 
     def __len__(self) -> int:
-        return sum(len(s) for s in self._orbits)
+        return self._orbits.n
 
     def add(self, states: NDArray[np.uint8]) -> NDArray[np.int64]:
         """Class index of every row; new classes are canonicalized and scored, old ones looked up."""
@@ -55,36 +80,22 @@ class ClassArchive:
         inverse, is_new = self._set.insert(res.keys)
         new = np.flatnonzero(is_new)
         if len(new):
+            scores = np.asarray(self.scorer(res.canonical[new]), dtype=np.float64)
             self._states.append(res.canonical[new])
             self._keys.append(res.keys[new])
-            self._orbits.append(res.orbit_size[new])
-            self._scores.append(np.asarray(self.scorer(res.canonical[new]), dtype=np.float64))
-            self._cache = None
+            self._orbits.append(res.orbit_size[new][:, None])
+            self._scores.append(scores.reshape(len(new), -1))
         return np.asarray(inverse, dtype=np.int64)
 
     def arrays(self) -> tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.int64], NDArray[np.float64]]:
-        """(states, keys, orbit sizes, scores) of every archived class, in first-seen order."""
-        if self._cache is None:
-            if not self._states:
-                n_sites = self.canonicalizer.lattice.n_sites
-                self._cache = (
-                    np.zeros((0, n_sites), np.uint8),
-                    np.zeros((0, self.canonicalizer.key_bytes), np.uint8),
-                    np.zeros(0, np.int64),
-                    np.zeros((0, 0)),
-                )
-            else:
-                self._states = [np.concatenate(self._states)]
-                self._keys = [np.concatenate(self._keys)]
-                self._orbits = [np.concatenate(self._orbits)]
-                self._scores = [np.concatenate(self._scores)]
-                self._cache = (self._states[0], self._keys[0], self._orbits[0], self._scores[0])
-        return self._cache
+        """(states, keys, orbit sizes, scores) of every archived class, in first-seen order (views:
+        copy them to keep them past the next :meth:`add`)."""
+        return self._states.view(), self._keys.view(), self._orbits.view()[:, 0], self._scores.view()
 
     @property
     def scores(self) -> NDArray[np.float64]:
         """(n_classes, n_outputs) scores of every archived class."""
-        return self.arrays()[3]
+        return self._scores.view()
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,8 @@ class Surrogate:
     properties in :attr:`names` order -- what :class:`ClassArchive` stores.
     """
 
-    def __init__(self, predictors: Mapping[str, Any], lattice: Lattice) -> None:
+    def __init__(self, predictors: Mapping[str, Any], lattice: Lattice,
+                 with_std: Sequence[str] | None = None) -> None:
         if not predictors:
             raise ValueError("no predictor given")
         for name, p in predictors.items():
@@ -213,16 +214,35 @@ class Surrogate:
         self.predictors = dict(predictors)
         self.lattice = lattice
         self.names: tuple[str, ...] = tuple(predictors)
+        self.with_std = set(self.names if with_std is None else with_std)
         self.corrections: dict[str, Correction] = {n: Correction() for n in self.names}
+        self._typical: dict[str, float] = {}
 
     def scores(self, states: NDArray[np.uint8]) -> Array:
-        """(n, 2 * n_properties) raw means and sigmas (no correction)."""
+        """(n, 2 * n_properties) raw means and sigmas (no correction); the sigmas of properties
+        not in ``with_std`` are NaN (a search that only minimises a property needs no sigma: the
+        ridge posterior was a third of the search's time)."""
         cols_m, cols_s = [], []
         for name in self.names:
-            m, s = predict_mean_std(self.predictors[name], states, self.lattice)
+            if name in self.with_std:
+                m, s = predict_mean_std(self.predictors[name], states, self.lattice)
+            else:
+                m = np.asarray(self.predictors[name].predict(states, self.lattice), np.float64)
+                s = np.full(len(m), np.nan)
+                if name not in self._typical and len(states):
+                    self._typical[name] = float(np.median(predict_mean_std(
+                        self.predictors[name], states[:256], self.lattice)[1]))
             cols_m.append(m)
             cols_s.append(s)
         return np.column_stack(cols_m + cols_s) if len(states) else np.zeros((0, 2 * len(self.names)))
+
+    def typical_std(self, name: str, std: Array) -> float:
+        """A fixed sigma scale of ``name``: its median sigma on the first placements scored (the
+        annealing energy must not change its units from batch to batch)."""
+        if name not in self._typical:
+            finite = std[np.isfinite(std)]
+            self._typical[name] = float(np.median(finite)) if len(finite) else 1.0
+        return max(self._typical[name], 1e-6)
 
     def corrected(self, scores: Array) -> tuple[Array, Array]:
         """(means, sigmas), each (n, n_properties), with the engine corrections applied."""
@@ -291,7 +311,7 @@ def _energy(
             return out
         i = names.index(objective.name)
         sign = -1.0 if objective.maximize else 1.0
-        scale = max(float(np.median(std[:, i])), 1e-6)
+        scale = surrogate.typical_std(objective.name, std[:, i])
         penalty = np.zeros(len(mean))
         for w in windows:
             j = names.index(w.name)
@@ -465,7 +485,9 @@ class DesignResult:
         if self.engine:
             prop = ENGINE_PROPERTY[self.engine]
             w = next((w for w in self.windows if w.name == prop), None)
-            ok = self.verified & (self.engine_value >= w.low) & (self.engine_value <= w.high) if w else self.verified
+            ok = self.verified
+            if w is not None:
+                ok = ok & (self.engine_value >= w.low) & (self.engine_value <= w.high)
             lines.append(
                 f"{self.engine}: {int(self.verified.sum())} designs verified"
                 + (f", {int(ok.sum())} inside the {prop} window" if w else "")
@@ -556,7 +578,8 @@ def design(
         or (objective is not None and nm == objective.name)
         or (verify is not None and nm == ENGINE_PROPERTY[verify])
     ]
-    surrogate = Surrogate({nm: predictors[nm] for nm in active}, lattice)
+    windowed = {w.name for w in targets} | ({ENGINE_PROPERTY[verify]} if verify is not None else set())
+    surrogate = Surrogate({nm: predictors[nm] for nm in active}, lattice, with_std=sorted(windowed))
     comps = compositions(lattice, counts)
     canon = Canonicalizer(lattice, n_threads=n_threads)
     archive = ClassArchive(canon, surrogate.scores)
@@ -634,7 +657,8 @@ def design(
     mean_all, std_all = report.corrected(report.scores(states[top]))
     for i, nm in enumerate(active):
         mean_all[:, names.index(nm)] = mean[top, i]
-        std_all[:, names.index(nm)] = std[top, i]
+        searched = std[top, i]  # NaN where the search did not need a sigma
+        std_all[:, names.index(nm)] = np.where(np.isfinite(searched), searched, std_all[:, names.index(nm)])
     return DesignResult(
         lattice,
         states[top],

@@ -388,6 +388,22 @@ class GBMRegressor(_Params):
                                                  n_threads=self.n_threads)
         return out
 
+    def predict_on_columns(self, X: ArrayLike, columns: NDArray[np.int64]) -> Array:
+        """:meth:`predict` of ``X[:, columns]`` without building it: the trees' features are mapped
+        to ``X``'s columns instead (an ensemble member on a column subset copied 20 MB per
+        4096 rows, 4x the trees' own time). The same bits as on the copy."""
+        from defectspace import _core
+
+        f = np.ascontiguousarray(X, dtype=np.float64)
+        flat = self._flat_nodes()
+        tag = (id(flat[0]), columns.tobytes())
+        if getattr(self, "_remap_key", None) != tag:
+            self._remap = np.asarray(columns, dtype=np.int64)[flat[0]].astype(np.int32)
+            self._remap_key = tag
+        out: Array = _core.predict_tree_ensemble(f, self._remap, *flat[1:], float(self.baseline_),
+                                                 n_threads=self.n_threads)
+        return out
+
     def _flat_nodes(self) -> _FlatTrees:
         """The node arrays in the dtypes of the C++ tree walker (cached per fitted model)."""
         key = id(self.nodes_)
@@ -521,7 +537,12 @@ class EnsembleRegressor(_Params):
         for i, (member, cols) in enumerate(zip(self.members_, self.columns_, strict=True)):
             if member.get_params().get("n_threads", self.n_threads) != self.n_threads:
                 member = copy.copy(member).set_params(n_threads=self.n_threads)
-            out[i] = member.predict(f if cols is None else f[:, _column_index(cols)])
+            if cols is None:
+                out[i] = member.predict(f)
+            elif isinstance(member, GBMRegressor):
+                out[i] = member.predict_on_columns(f, _column_index(cols))
+            else:
+                out[i] = member.predict(f[:, _column_index(cols)])
         return out
 
     def _weighted(self, p: Array) -> Array:
