@@ -18,6 +18,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -299,10 +300,23 @@ print(json.dumps(results))
 OPTIONAL = sorted(EXTRAS)
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a child interpreter that imports the defectspace this test imported
+    (with ``PYTHONPATH=python`` relative to the checkout, a child in a temporary folder would
+    import an installed copy instead)."""
+    import defectspace
+
+    env = dict(os.environ)
+    here = str(Path(defectspace.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
 def run_hidden(blocked: list[str], runs: list[list[str]], cwd: Path) -> list[dict[str, Any]]:
     """Runs each command line in one fresh interpreter in which ``blocked`` cannot be imported."""
     r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(blocked), json.dumps(runs)],
-                       capture_output=True, text=True, cwd=cwd, timeout=600, check=False)
+                       capture_output=True, text=True, cwd=cwd, timeout=600, check=False,
+                       env=child_env())
     assert r.returncode == 0, r.stderr[-3000:]
     results: list[dict[str, Any]] = json.loads(r.stdout.splitlines()[-1])
     return results
@@ -461,7 +475,8 @@ sys.exit(main(sys.argv[2:]))
 
 def _run_limited(headroom_mib: int, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", MEMORY_DRIVER, str(headroom_mib), *argv],
-                          capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
+                          capture_output=True, text=True, cwd=cwd, timeout=300, check=False,
+                          env=child_env())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="limits the address space with RLIMIT_AS")
@@ -506,3 +521,46 @@ def test_a_library_that_cannot_be_mapped_is_out_of_memory_not_a_broken_install()
     assert out_of_memory_message("screen", MemoryError("std::bad_alloc")).startswith("screen ran out")
     assert out_of_memory_message("x", MemoryError("not enough memory to build the group")) == (
         "not enough memory to build the group")
+
+
+def test_an_enumeration_that_cannot_fit_is_refused_at_once(tmp_path: Path) -> None:
+    """``enumerate --counts 'S->V=30'`` on 8x8 (at least 2e26 classes) and ``screen --exhaustive``
+    of it ran for ever (screen after writing its work folder); now one line at once, before any
+    work, in a child with a time limit so that a relapse fails instead of hanging the suite."""
+    runs = {
+        "enumerate": ["enumerate", "--counts", "S->V=30", "-o", "e.csv"],
+        "screen": ["screen", "--exhaustive", "--counts", "S->V=30", "-o", "h.parquet"],
+        "huge": ["enumerate", "--supercell", "100x100", "--counts", "S->V=2000", "-o", "e.csv"],
+    }
+    for name, argv in runs.items():
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "defectspace", *argv], capture_output=True,
+                           text=True, cwd=tmp_path, timeout=120, check=False, env=child_env())
+        assert r.returncode == 2, (name, r.stderr)
+        assert_one_error_line(r.stderr, "not enough memory to enumerate", "symmetry operations")
+        assert time.monotonic() - t0 < 60, name
+        assert list(tmp_path.iterdir()) == [], name  # no output, no work folder
+    assert "at least 2.01e+26 (1.54e+29 placements / 768" in r.stderr or "10^2816" in r.stderr
+
+
+def test_counts_past_the_core_s_integers_are_one_line(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """``--counts S->V=99999999999999999999`` ended in an OverflowError traceback."""
+    rc, err = run(["enumerate", "--counts", "S->V=99999999999999999999", "-o",
+                   str(tmp_path / "e.csv")], capsys)
+    assert rc == 2
+    assert_one_error_line(err, "--counts S->V=99999999999999999999: more defects than the 65535")
+
+
+def test_enumeration_size_check_counts_placements_exactly() -> None:
+    """The check's placement count is the sum of the orbit sizes the core enumerates; small
+    enumerations pass it."""
+    from defectspace import Canonicalizer, Lattice
+    from defectspace.canonical import check_enumeration_fits, n_placements
+
+    c = Canonicalizer(Lattice.preset("MoS2", (3, 3)))
+    for counts in ({"S->V": 2}, {"S->V": 1, "S->Se": 2, "Mo->W": 1}, {"Mo->V": 4}, {"Mo->W": 9}):
+        check_enumeration_fits(c, counts)
+        assert int(c.enumerate(counts).orbit_size.sum()) == n_placements(c.lattice, counts), counts
+    assert n_placements(c.lattice, {"S->V": 19}) == 0  # 18 S sites
+    assert n_placements(c.lattice, {"S->V": 3, "S->Se": 2}) == 816 * 105  # C(18,3) C(15,2)

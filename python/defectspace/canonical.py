@@ -17,6 +17,8 @@ defect kinds and symmetry group.
 
 from __future__ import annotations
 
+import math
+import os
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -262,6 +264,7 @@ class Canonicalizer:
     def enumerate(self, counts: Mapping[str, int] | ArrayLike) -> Enumeration:
         """Every distinct placement of a defect multiset, e.g. ``{"S->V": 3}``, with orbit sizes."""
         vec = self._counts(counts)
+        check_enumeration_fits(self, vec[1:])
         states, orbit = _core.enumerate_distinct(self._cpp_obj, vec, self.n_threads)
         return Enumeration(states, orbit)
 
@@ -304,6 +307,74 @@ def _cpp_canonicalizer(lattice: Lattice, subgroup: str) -> _core.Canonicalizer:
         group = lattice.symmetry(subgroup)
         per_lattice[subgroup] = _core.Canonicalizer(group._cpp_obj, lattice.kind_site_type.copy())
     return per_lattice[subgroup]
+
+
+def n_placements(lattice: Lattice, counts: Mapping[str, int] | ArrayLike) -> int:
+    """Number of placements (equivalent or not) of a defect multiset: on each host sublattice, the
+    multinomial of its sites over the kinds it holds and the undefected rest."""
+    vec = counts_vector(counts, lattice)
+    total = 1
+    for t, host in enumerate(lattice.host_types):
+        free = int((lattice.site_types == t).sum())
+        for k in lattice.kinds:
+            n = int(vec[k.code]) if k.host == host else 0
+            total *= math.comb(free, n) if 0 <= n <= free else 0
+            free -= n
+    return total
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation: MemAvailable of /proc/meminfo, lowered by an
+    address-space limit (RLIMIT_AS) when there is one; the physical memory where neither is known."""
+    available = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            available = 1 << 50
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            with open("/proc/self/status", encoding="ascii") as fh:
+                used = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("VmSize:"))
+            available = min(available, max(limit - used, 0))
+    except (ImportError, OSError, StopIteration, ValueError):
+        pass
+    return available
+
+
+def check_enumeration_fits(c: Canonicalizer, counts: Mapping[str, int] | ArrayLike) -> None:
+    """Raises MemoryError before an enumeration whose distinct placements cannot fit in the memory
+    available (:meth:`Canonicalizer.enumerate` calls it): there are at least (placements / group
+    order) of them, each a row of n_sites bytes, its key and its orbit size. (30 vacancies on 8x8
+    MoS2, some 2e26 classes, ran for ever.)"""
+    vec = counts_vector(counts, c.lattice)
+    placements = n_placements(c.lattice, vec[1:])
+    at_least = -(-placements // c.group.order)
+    need = at_least * (c.lattice.n_sites + c.key_bytes + 8)
+    available = available_memory()
+    if need > available:
+        n1, n2 = c.lattice.supercell
+        raise MemoryError(
+            f"not enough memory to enumerate the distinct placements with counts "
+            f"{vec[1:].tolist()} on the {n1}x{n2} supercell: there are at least {_sci(at_least)} "
+            f"({_sci(placements)} placements / {c.group.order} symmetry operations), "
+            f"{_sci(need // 2**30)} GiB as rows, and {available / 2**30:.3g} GiB are available; "
+            "ask for fewer defects or a smaller supercell, or draw random placements (sample)")
+
+
+def _sci(n: int) -> str:
+    """A count of any size in 3 significant digits (``1.4e+26``; past float, ``10^400``)."""
+    return f"{n:.3g}" if n < 10**300 else f"10^{len(str(n)) - 1}"
 
 
 def _seed(seed: int) -> int:

@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.errno == errno.ENOMEM:  # a fork, an mmap
             return fail(out_of_memory_message(args.command, MemoryError()))
         return fail(one_line(exc))
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: a number too large for the core
         return fail(one_line(exc))
     except KeyboardInterrupt:
         print("defectspace: interrupted", file=sys.stderr)

@@ -185,6 +185,10 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_SITES = 65535
+"""The most sites a supercell can have (the core's site indices are 16-bit)."""
+
+
 def parse_counts(text: str) -> dict[str, int]:
     """``'S->V=3,Mo->W=1'`` as ``{"S->V": 3, "Mo->W": 1}`` (the ``--counts`` option)."""
     counts: dict[str, int] = {}
@@ -192,6 +196,9 @@ def parse_counts(text: str) -> dict[str, int]:
         label, sep, value = item.strip().rpartition("=")
         if not sep or not value.strip().isdigit():
             raise ValueError(f"--counts items look like 'S->V=3', got {item.strip()!r}")
+        if int(value) > MAX_SITES:
+            raise ValueError(f"--counts {item.strip()}: more defects than the {MAX_SITES} sites a "
+                             "supercell can have")
         counts[label.strip()] = counts.get(label.strip(), 0) + int(value)
     return counts
 

@@ -90,6 +90,12 @@ def cmd_screen(args: argparse.Namespace) -> int:
         raise ValueError(f"--random must be >= 0, got {args.random}")
     if args.chunk_size < 1 or args.partitions < 0 or args.workers < 0:
         raise ValueError("--chunk-size must be positive, --partitions and --workers non-negative")
+    if args.exhaustive:  # an enumeration that cannot fit is refused before the work folder exists
+        from defectspace.canonical import Canonicalizer, check_enumeration_fits
+
+        canon = Canonicalizer(lat, args.subgroup)
+        for comp in comps:
+            check_enumeration_fits(canon, comp)
     import pyarrow  # noqa: F401  (the screen extra, checked before anything is written)
 
     # the models load (or fail, naming the file) before the work folder exists; torch only with --embed
