@@ -56,6 +56,7 @@ CHEAP = {
                        "--dim", "4", "--threads", "1", "--no-progress"],
     "plot-embeddings": ["--method", "pca", "--defects", "2", "--classes", "2", "--images", "2"],
     "label": ["--limit", "0", "--no-progress"],
+    "fit": ["--regressor", "ridge", "--folds", "2"],
 }
 """Options appended to a command's example so that its valid run takes a second or two."""
 
@@ -129,11 +130,18 @@ def write_valid(kind: str, path: Path) -> None:
         raise AssertionError(f"no valid {kind!r} input known to this test; add one")
 
 
+LABELLED_CSV = "id,defects,homo_lumo_gap\n" + "".join(
+    f"r{i},vac:{3 * i + 1}:S->V;sub:{3 * (i % 3)}:Mo->W,{1.5 + 0.01 * i * i}\n" for i in range(10))
+"""fit's valid input: placements with a label column."""
+
+
 def prepare(cmd: str, folder: Path) -> list[str]:
     """The command's example (plus :data:`CHEAP`) with valid files at the paths it names."""
     argv = _example(cmd)
     for spec, path in input_paths(_parse(argv)):
         write_valid(spec.kind, folder / path)
+    if cmd == "fit":  # a labelled table
+        (folder / argv[1]).write_bytes(_with_bom_crlf(LABELLED_CSV))
     return argv
 
 

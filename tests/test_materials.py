@@ -225,3 +225,83 @@ def test_enumerate_on_new_presets_matches_burnside(tmp_path: Path, name: str) ->
     assert len(df) == fixed // len(perms)
     n = len(sites)
     assert int(df["orbit_size"].sum()) == n * (n - 1) // 2
+
+
+def _labelled(tmp_path: Path, n: int = 40) -> tuple[Path, np.ndarray, Lattice]:
+    """A CSV of hBN 4x4 placements labelled by a pair model (exactly learnable by ridge)."""
+    from defectspace import format_2dmd
+    from defectspace.descriptors import defect_histogram
+
+    lat = Lattice.preset("hBN", (4, 4))
+    c = Canonicalizer(lat)
+    x = np.concatenate([c.sample({"B->C": 1, "N->C": 1}, n // 2, seed=1),
+                        c.sample({"N->V": 2, "B->C": 1}, n - n // 2, seed=2)])
+    h = defect_histogram(x, lat)
+    y = h @ np.random.default_rng(0).normal(0, 0.1, h.shape[1]) + 0.5
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "defects": format_2dmd(x, lat),
+                  "gap": y}).to_csv(path, index=False)
+    return path, y, lat
+
+
+def test_fit_then_predict_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from defectspace.predict import PropertyPredictor
+
+    labels, y, lat = _labelled(tmp_path)
+    model = tmp_path / "model"
+    assert main(["fit", str(labels), "-o", str(model), "--target", "gap", "--lattice", "hBN",
+                 "--supercell", "4x4", "--regressor", "ridge", "--folds", "3"]) == 0
+    assert "ridge chosen by 3-fold" in capsys.readouterr().err
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(labels), "--model", str(model), "-o", str(out)]) == 0
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["id", "gap"]
+    loaded = PropertyPredictor.load(model)
+    assert loaded.lattice is not None and loaded.lattice.same_as(lat)
+    from defectspace import parse_2dmd
+
+    states = parse_2dmd(pd.read_csv(labels)["defects"].tolist(), lat)
+    np.testing.assert_array_equal(pred["gap"].to_numpy(), loaded.predict(states))
+    assert np.mean(np.abs(pred["gap"] - y)) < 0.01  # learns the labels (std 0.04 eV)
+    assert np.std(y) > 0.02
+    assert loaded.calibration is not None  # uncertainty calibrated on out-of-fold residuals
+    mean, std = loaded.predict_with_std(states)
+    np.testing.assert_array_equal(mean, loaded.predict(states))
+    assert np.all(std > 0)
+
+
+def test_fit_from_structures_with_a_label_column(tmp_path: Path) -> None:
+    from defectspace import parse_2dmd
+
+    labels, _, lat = _labelled(tmp_path, 20)
+    df = pd.read_csv(labels)
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for ident, text in zip(df["id"], df["defects"], strict=True):
+        ase.io.write(folder / f"{ident}.cif", placement_to_atoms(parse_2dmd([text], lat)[0], lat))
+    df[["id", "gap"]].to_csv(tmp_path / "gaps.csv", index=False)
+    model = tmp_path / "model"
+    assert main(["fit", str(tmp_path / "gaps.csv"), "--structures", str(folder), "-o", str(model),
+                 "--target", "gap", "--lattice", str(_unit_cif(tmp_path, "hBN")), "--supercell",
+                 "4x4", "--regressor", "ridge", "--folds", "3"]) == 0
+    assert (model / "metadata.json").exists()
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda df: df.assign(gap=df["gap"].astype(object).where(df.index != 3, "n/a")),
+     "line 5 (id r3): label gap is 'n/a', not a finite number"),
+    (lambda df: df.assign(gap=df["gap"].where(df.index != 2, np.nan)),
+     "line 4 (id r2): label gap is missing (1 rows lack it)"),
+    (lambda df: df.drop(columns=["gap"]), "no label column 'gap'"),
+])
+def test_fit_bad_label_column_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               edit: object, message: str) -> None:
+    labels, _, _ = _labelled(tmp_path, 10)
+    df = edit(pd.read_csv(labels))  # type: ignore[operator]
+    df.to_csv(labels, index=False)
+    model = tmp_path / "model"
+    assert main(["fit", str(labels), "-o", str(model), "--target", "gap", "--lattice", "hBN",
+                 "--supercell", "4x4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not model.exists()

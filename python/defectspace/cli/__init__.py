@@ -3,6 +3,7 @@
 * :mod:`~defectspace.cli.core`: canonicalize, dedupe, enumerate, sample, export;
 * :mod:`~defectspace.cli.ml`: embed, train-embedder, plot-embeddings;
 * :mod:`~defectspace.cli.predict`: predict;
+* :mod:`~defectspace.cli.fit`: fit;
 * :mod:`~defectspace.cli.engines`: label;
 * :mod:`~defectspace.cli.pipeline`: screen;
 * :mod:`~defectspace.cli.design`: design, decode;
@@ -22,7 +23,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-from defectspace.cli import bench, core, design, engines, ml, pipeline, predict
+from defectspace.cli import bench, core, design, engines, fit, ml, pipeline, predict
 from defectspace.cli.common import check_arguments, one_line
 
 Handler = Callable[[argparse.Namespace], int]
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"defectspace {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for family in (core, ml, predict, engines, pipeline, design, bench):
+    for family in (core, ml, predict, fit, engines, pipeline, design, bench):
         family.register(sub)
     return parser
 

@@ -104,15 +104,15 @@ def lattice_of(args: argparse.Namespace, structures: str | Path | None = None) -
                 shown = defects_found(atoms, lattice)
             except ValueError as exc:
                 raise InputError(f"{path}: structure {index + 1} ({name}): {exc}") from None
-            for host, species in shown.items():
-                for sp in sorted(species):
+            for host, shown_species in shown.items():
+                for sp in sorted(shown_species):
                     found.setdefault(host, {}).setdefault(sp, name)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     allowed = {(k.host, k.species) for k in lattice.kinds}
     if defects is not None:
-        for host, species in found.items():
-            for sp, name in species.items():
+        for host, first_seen in found.items():
+            for sp, name in first_seen.items():
                 if (host, sp) not in allowed:
                     what = "a vacancy" if sp == "V" else f"{sp} on a {host} site"
                     raise InputError(f"--defects {defects} contradicts the structures: {name} has "
