@@ -305,3 +305,57 @@ def test_fit_bad_label_column_one_line_exit_2(tmp_path: Path, capsys: pytest.Cap
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not model.exists()
+
+
+ANY_LATTICE = ["graphene", "black-phosphorus", "GaSe", "hBN", "1T-TiS2", "MoS2"]
+
+
+@pytest.mark.parametrize("name", ANY_LATTICE)
+def test_equivariant_encoder_invariant_on_any_lattice(name: str) -> None:
+    """Untrained, so the invariance is the architecture's: graphene's and black phosphorus's
+    operations move basis site 0 (black phosphorus's group has no point of full symmetry at
+    all); the features are indexed by space-group elements and need none."""
+    torch = pytest.importorskip("torch")
+    from defectspace.ml.config import channel_table, n_channels
+    from defectspace.ml.embedder import Embedder
+    from defectspace.ml.encoder import AnchorPointGroup, Encoder, EncoderConfig, states_to_grid
+    from defectspace.placement import random_placements
+
+    lat = Lattice.preset(name, (6, 6))
+    group = AnchorPointGroup.of(lat)
+    assert group.fixes_site_0 == (name not in ("graphene", "black-phosphorus", "GaSe"))
+    n = group.order
+    for a in range(n):  # the representatives multiply as the group, up to lattice translations
+        for b in range(n):
+            for site in [(0, 0, 0), (1, -1, lat.n_basis - 1)]:
+                ci, cj, cb = group.image(a, group.image(b, site))
+                di, dj, db = group.image(int(group.mul[a, b]), site)
+                assert (ci - di, cj - dj, cb) == (*group.mul_shift[a, b], db)
+    enc = Encoder(EncoderConfig(in_channels=n_channels(lat), architecture="equivariant",
+                                channels=24, layers=3, hidden=16), lat)
+    emb = Embedder(enc, lat)
+    x = random_placements(lat, 60, (1, 8), np.random.default_rng(1))
+    images = Canonicalizer(lat).random_images(x, seed=3).images
+    a, b = emb.embed(x), emb.embed(images)
+    assert np.abs(a - b).max() < 2e-6  # float rounding
+    assert np.median(np.linalg.norm(a[:30] - a[30:], axis=1)) > 1e-4  # and not constant
+    with torch.no_grad():  # the folded inference path and the plain one agree
+        table = torch.from_numpy(channel_table(lat).astype(np.int64))
+        plain = enc(states_to_grid(torch.from_numpy(x), table, lat.supercell)).numpy()
+    np.testing.assert_allclose(plain, a, atol=2e-6)
+
+
+@pytest.mark.slow
+def test_train_embedder_on_hbn_from_the_cores_pairs(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    import json
+
+    out = tmp_path / "emb"
+    assert main(["train-embedder", "--lattice", "hBN", "--supercell", "6x6", "--defects",
+                 "B->V,B->C,N->V,N->C", "--steps", "100", "--threads", "1", "--eval-pairs", "400",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert "pairs from the core alone" in capsys.readouterr().err
+    metrics = json.loads((out / "embedder.json").read_text())["metrics"]
+    assert metrics["low"]["accuracy"] == 1.0 and metrics["high"]["accuracy"] == 1.0
+    assert metrics["low"]["max_pos"] < 1e-4  # equivalent placements: float rounding apart

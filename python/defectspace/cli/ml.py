@@ -17,7 +17,8 @@ def register(subparsers: Any) -> None:
     """Adds train-embedder, embed and plot-embeddings to the command line."""
     d = TrainConfig()
     p = add_command(subparsers, "train-embedder", help="train the Siamese embedder from scratch",
-                    example="defectspace train-embedder --data placements.csv --out model")
+                    example="defectspace train-embedder --lattice hBN --supercell 6x6 "
+                            "--defects 'B->V,B->C,N->V,N->C' --out model")
     add_output(p, "--out", kind="folder", required=True, help="checkpoint folder to write")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
     p.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default: {d.steps})")
@@ -112,8 +113,12 @@ def cmd_train_embedder(args: argparse.Namespace) -> int:
     config = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          loss=args.loss, architecture=args.architecture, dim=args.dim,
                          channels=args.channels, threads=args.threads, eval_pairs=args.eval_pairs)
-    data = None if args.pairs_only else TrainingData.from_csv(_training_data_path(args, lattice),
-                                                              lattice)
+    pairs_only = args.pairs_only or (args.data is None
+                                     and not lattice.same_as(Lattice.preset("MoS2", (8, 8))))
+    if pairs_only and not args.pairs_only:
+        print(f"train-embedder: no --data for {lattice!r}: training on pairs from the core alone",
+              file=sys.stderr)
+    data = None if pairs_only else TrainingData.from_csv(_training_data_path(args, lattice), lattice)
     result = train(config, lattice, device=args.device, progress=not args.no_progress, data=data)
     with torch_threads(config.threads):
         result.metrics.update(held_out_metrics(result.embedder, config))

@@ -102,45 +102,81 @@ class Encoder(nn.Module):
 
 @dataclass(frozen=True)
 class AnchorPointGroup:
-    """The point operations that fix basis site 0 of cell (0, 0), as rotations and their action
-    on the basis sites, with their multiplication table (operation ``mul[g, h]`` is g after h)."""
+    """The point operations as space-group elements acting on sites, with their multiplication.
+
+    Operation g is represented by the space-group element ``g'`` (the spglib operation followed by
+    the lattice translation that brings basis site 0 of cell (0, 0) into cell (0, 0)). ``g'``
+    maps site ``(c, b)`` (cell c, basis site b) to ``(R_g c + basis_cell[g, b], basis_map[g, b])``.
+    The product of two representatives is a representative times a lattice translation:
+    ``g' h' = T(mul_shift[g, h]) (mul[g, h])'``. Where every operation fixes basis site 0
+    (2H and 1T dichalcogenides, hBN) the representatives fix it and ``mul_shift`` is zero; where
+    one moves it (graphene, black phosphorus, GaSe), features are indexed by the space-group
+    elements ``T(c) g'`` themselves (a lifting group convolution), which needs no point of full
+    site symmetry and covers nonsymmorphic groups too.
+    """
 
     rotations: NDArray[np.int64]
     """(G, 3, 3) rotation acting on fractional column vectors (identity first)."""
     basis_map: NDArray[np.int64]
     """(G, n_basis): the basis site that operation g maps each basis site of cell (0, 0) to."""
     basis_cell: NDArray[np.int64]
-    """(G, n_basis, 2): the cell it lands in, for the operation shifted to fix site 0."""
+    """(G, n_basis, 2): the cell it lands in under the representative g' (site 0 stays in cell 0)."""
     mul: NDArray[np.int64]
+    """(G, G): the operation g after h."""
     inv: NDArray[np.int64]
+    """(G,): the inverse of each operation."""
+    mul_shift: NDArray[np.int64]
+    """(G, G, 2): the lattice translation of ``g' h'`` beyond ``(mul[g, h])'`` (cells)."""
 
     @property
     def order(self) -> int:
         """Number of operations (12 for MoS2's D3h)."""
         return int(self.rotations.shape[0])
 
+    @property
+    def fixes_site_0(self) -> bool:
+        """Whether every operation maps basis site 0 onto itself (then ``mul_shift`` is zero)."""
+        return bool((self.basis_map[:, 0] == 0).all())
+
     @classmethod
     def of(cls, lattice: Lattice) -> AnchorPointGroup:
-        """Raises ValueError when an operation maps basis site 0 onto another basis site (features
-        anchored on site 0's cells would then not be equivariant)."""
+        """The operations of ``lattice.point_operations``.
+
+        Raises:
+            ValueError: two operations share a rotation (a unit cell that is not primitive).
+        """
         rots, maps, cells = [], [], []
         for op in lattice.point_operations:
             bmap, shifts = lattice.basis_action(op)
-            if bmap[0] != 0:
-                raise ValueError(f"{lattice.name}: a point operation moves basis site 0 to another "
-                                 "basis site; the 'equivariant' encoder cannot anchor features on it")
             rots.append(op.rotation.astype(np.int64))
             maps.append(bmap.astype(np.int64))
-            cells.append(shifts.astype(np.int64) - shifts[0])  # the lattice shift that fixes site 0
+            cells.append(shifts.astype(np.int64) - shifts[0])  # site 0 of cell (0, 0) stays in cell 0
         keys = [r.tobytes() for r in rots]
         if len(set(keys)) != len(keys):
-            raise ValueError(f"{lattice.name}: two point operations share a rotation")
+            raise ValueError(f"{lattice.name}: two point operations share a rotation (give a "
+                             "primitive unit cell)")
         lookup = {k: i for i, k in enumerate(keys)}
         g = len(rots)
         mul = np.array([[lookup[(rots[a] @ rots[b]).tobytes()] for b in range(g)] for a in range(g)],
                        dtype=np.int64)
         inv = np.array([int(np.flatnonzero(mul[a] == 0)[0]) for a in range(g)], dtype=np.int64)
-        return cls(np.array(rots), np.array(maps), np.array(cells), mul, inv)
+        maps_a, cells_a = np.array(maps), np.array(cells)
+        # g' h' sends site 0 of cell 0 to g'(site maps[h][0] of cell 0) = cells[g][maps[h][0]];
+        # (gh)' sends it to cell 0: the difference is the translation
+        shift = np.array([[cells_a[a, maps_a[b, 0]] for b in range(g)] for a in range(g)],
+                         dtype=np.int64).reshape(g, g, 2)
+        for a in range(g):
+            for b in range(g):
+                if maps_a[a, maps_a[b, 0]] != maps_a[mul[a, b], 0]:
+                    raise ValueError(f"{lattice.name}: the point operations do not act as a group "
+                                     "on the basis sites")
+        return cls(np.array(rots), maps_a, cells_a, mul, inv, shift)
+
+    def image(self, g: int, site: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The site ``(ci, cj, b)`` that representative ``g'`` maps site ``(di, dj, b)`` to."""
+        di, dj, b = site
+        ci, cj = self.basis_cell[g, b] + self.rotations[g, :2, :2] @ np.array([di, dj])
+        return int(ci), int(cj), int(self.basis_map[g, b])
 
     def act(self, members: Sequence[tuple[int, int, int]]) -> NDArray[np.int64]:
         """(G, M): index of operation g applied to member m, members being sites (di, dj, b)
@@ -148,10 +184,8 @@ class AnchorPointGroup:
         index = {m: k for k, m in enumerate(members)}
         out = np.empty((self.order, len(members)), dtype=np.int64)
         for g in range(self.order):
-            r2 = self.rotations[g, :2, :2]
-            for k, (di, dj, b) in enumerate(members):
-                ci, cj = self.basis_cell[g, b] + r2 @ np.array([di, dj])
-                target = (int(ci), int(cj), int(self.basis_map[g, b]))
+            for k, m in enumerate(members):
+                target = self.image(g, m)
                 if target not in index:
                     raise ValueError("a point operation maps a neighbour out of the neighbourhood")
                 out[g, k] = index[target]
@@ -187,7 +221,8 @@ def _wrap_pad(x: torch.Tensor, p: int) -> torch.Tensor:
 
 
 class GroupConv(nn.Module):
-    """A periodic convolution equivariant under the point group fixing site 0 (G operations).
+    """A periodic convolution equivariant under the space group (G point operations, see
+    :class:`AnchorPointGroup`).
 
     Output channels come in G blocks, one per operation g, each the same kernel transformed by g
     (a group convolution in the regular representation). With ``lift=True`` the input is the
@@ -200,9 +235,21 @@ class GroupConv(nn.Module):
                  radius: float, lift: bool) -> None:
         super().__init__()
         members = neighbourhood(lattice, radius, None if lift else [0])
-        act = group.act(members)
         n_ops = group.order
-        self.pad = max(max(abs(di), abs(dj)) for di, dj, _ in members)
+        # kernel g is the kernel of the identity moved by g': weight w at member m (a site, or a
+        # cell offset d with input block l) lands on g'(m) (on cell R_g d + mul_shift[g, l] of
+        # block mul[g, l]); so the features are indexed by the space-group elements T(c) g'
+        if lift:
+            targets = [[group.image(g, m) for m in members] for g in range(n_ops)]
+        else:
+            targets = [[(int(o[0]), int(o[1]), 0)
+                        for m in members
+                        for o in [group.rotations[g, :2, :2] @ np.array(m[:2])]]
+                       for g in range(n_ops)]
+        reach = max(abs(v) for row in targets for t in row for v in t[:2])
+        if not lift:
+            reach += int(np.abs(group.mul_shift).max(initial=0))
+        self.pad = reach
         k = self.k = 2 * self.pad + 1
         if lift:
             table = channel_table(lattice)
@@ -212,21 +259,23 @@ class GroupConv(nn.Module):
             n_params = len(members) * n_codes
             index = np.full((n_ops, c_in, k, k), n_params, dtype=np.int64)  # n_params: the zero column
             for g in range(n_ops):
-                ginv = group.inv[g]
-                for m, (di, dj, b) in enumerate(members):
+                for m, (_, _, b) in enumerate(members):
+                    ti, tj, tb = targets[g][m]
                     for code in lattice.allowed_codes(b)[1:]:
-                        index[g, table[b, code], di + self.pad, dj + self.pad] = act[ginv, m] * n_codes + code
+                        index[g, table[tb, code], ti + self.pad, tj + self.pad] = m * n_codes + code
             fan_in = len(members)
         else:
             n_params = c_in * n_ops * len(members)
             index = np.full((n_ops, n_ops, c_in, k, k), n_params, dtype=np.int64)
             for g in range(n_ops):
-                ginv = group.inv[g]
-                for h in range(n_ops):
+                for l_op in range(n_ops):
+                    h = group.mul[g, l_op]
+                    si, sj = group.mul_shift[g, l_op]
                     for ci in range(c_in):
-                        for m, (di, dj, _) in enumerate(members):
-                            index[g, h, ci, di + self.pad, dj + self.pad] = (
-                                (ci * n_ops + group.mul[ginv, h]) * len(members) + act[ginv, m])
+                        for m in range(len(members)):
+                            ti, tj, _ = targets[g][m]
+                            index[g, h, ci, ti + si + self.pad, tj + sj + self.pad] = (
+                                (ci * n_ops + l_op) * len(members) + m)
             fan_in = c_in * n_ops * len(members)
         self.n_ops, self.c_out = n_ops, c_out
         self.c_in_total = c_in if lift else c_in * n_ops
