@@ -439,6 +439,7 @@ def test_scheduler_and_workers_in_separate_processes_give_the_same_output(tmp_pa
         remote = tmp_path / "remote.parquet"
         s = screen(cfg, remote.as_uri(), scheduler=address, work_dir=(tmp_path / "w").as_uri())
         assert s.workers == 2 and s.threads_per_task == 1 and s.worker_peak_rss_mib > 0
+        assert len(s.worker_cpu_seconds) == 2 and min(s.worker_cpu_seconds) > 0
         assert remote.read_bytes() == local.read_bytes()
     finally:
         for proc in reversed(procs):

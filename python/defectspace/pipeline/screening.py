@@ -166,6 +166,9 @@ class ScreenSummary:
     """Wall seconds of each phase: ``chunks``, ``partitions``, ``merge``."""
     redone: tuple[str, ...] = ()
     """Work files of an earlier run found damaged (``"PATH: why"``) and computed again."""
+    worker_cpu_seconds: tuple[float, ...] = ()
+    """CPU seconds (user + system) of each Dask worker process over its life, largest first
+    (empty without Dask): the busiest one bounds the wall time on idle cores."""
 
 
 # ----------------------------------------------------------------------------- folders and URLs
@@ -941,6 +944,17 @@ class Runner:
         peaks = self.client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return float(max(peaks.values(), default=0.0))
 
+    def worker_cpu_seconds(self) -> tuple[float, ...]:
+        """CPU seconds of each Dask worker process, largest first (empty without Dask)."""
+        if self.client is None:
+            return ()
+
+        def cpu() -> float:
+            r = resource.getrusage(resource.RUSAGE_SELF)
+            return float(r.ru_utime + r.ru_stime)
+
+        return tuple(sorted(self.client.run(cpu).values(), reverse=True))
+
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
@@ -1099,6 +1113,7 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
                 redone.extend(result.get("redone", []))
             phases["partitions"] = time.perf_counter() - t
         worker_peak = runner.worker_peak_rss_mib()
+        worker_cpu = runner.worker_cpu_seconds()
     finally:
         runner.close()
     t = time.perf_counter()
@@ -1123,7 +1138,7 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return ScreenSummary(generated, skipped, distinct, kept, time.perf_counter() - t0, times.seconds,
                          peak, out_url, worker_peak, runner.task_threads, runner.workers, phases,
-                         tuple(redone))
+                         tuple(redone), worker_cpu)
 
 
 def format_summary(s: ScreenSummary) -> str:
@@ -1136,6 +1151,8 @@ def format_summary(s: ScreenSummary) -> str:
              + (f", {s.worker_peak_rss_mib:.0f} MiB (largest Dask worker)" if s.worker_peak_rss_mib else "")]
     for item in s.redone:
         lines.append(f"  computed again, damaged work file {item}")
+    if s.worker_cpu_seconds:
+        lines.append("  CPU seconds per Dask worker: " + ", ".join(f"{v:.1f}" for v in s.worker_cpu_seconds))
     if s.phase_seconds:
         lines.append("  wall per phase: " + ", ".join(f"{k} {v:.2f} s" for k, v in s.phase_seconds.items()))
     lines.append("  task seconds per stage (summed over workers):")
