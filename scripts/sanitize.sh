@@ -32,9 +32,10 @@ export PYTHONPATH="$OUT/site${PYTHONPATH:+:$PYTHONPATH}"
 export LD_PRELOAD="$ASAN_LIB:$UBSAN_LIB"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-"$PY" - <<'PYEOF'
-import defectspace._core as c, sys
-assert "/sanitize/site/" in c.__file__, c.__file__
+SANITIZED_SITE="$OUT/site" "$PY" - <<'PYEOF'
+import defectspace._core as c, os, sys
+site = os.path.realpath(os.environ["SANITIZED_SITE"])
+assert os.path.realpath(c.__file__).startswith(site + os.sep), (c.__file__, site)
 print("sanitized core:", c.__file__, file=sys.stderr)
 PYEOF
 exec "$PY" -m pytest -p no:cacheprovider "${@:-tests}"
