@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from defectspace.canonical import Canonicalizer, key_to_string
+from defectspace.canonical import n_placements as canonical_n_placements
 from defectspace.lattice import Lattice
 from defectspace.pipeline.annealing import ClassArchive, parallel_tempering
 from defectspace.pipeline.verification import ENGINE_PROPERTY, EngineLabels, ModelScale
@@ -157,16 +158,9 @@ def _fits(vec: NDArray[np.int64], lattice: Lattice) -> bool:
 
 
 def n_placements(vec: NDArray[np.int64], lattice: Lattice) -> int:
-    """Number of placements (not classes) of a composition: a product of multinomials."""
-    total = 1
-    for t in range(len(lattice.host_types)):
-        free = int((lattice.site_types == t).sum())
-        for k in lattice.kinds:
-            if lattice.kind_site_type[k.code - 1] == t:
-                c = int(vec[k.code])
-                total *= math.comb(free, c)
-                free -= c
-    return total
+    """Number of placements (not classes) of a composition given as a count vector with entry 0
+    unused: :func:`defectspace.canonical.n_placements`."""
+    return canonical_n_placements(lattice, vec[1:])
 
 
 # --------------------------------------------------------------------------- the surrogate
