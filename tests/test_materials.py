@@ -359,3 +359,32 @@ def test_train_embedder_on_hbn_from_the_cores_pairs(tmp_path: Path,
     metrics = json.loads((out / "embedder.json").read_text())["metrics"]
     assert metrics["low"]["accuracy"] == 1.0 and metrics["high"]["accuracy"] == 1.0
     assert metrics["low"]["max_pos"] < 1e-4  # equivalent placements: float rounding apart
+
+
+def test_pymatgen_lattice_placements_and_mapping() -> None:
+    pytest.importorskip("pymatgen.io.ase")
+    from defectspace.structure import placement_to_structure
+
+    unit = Lattice.preset("hBN", (1, 1))
+    pristine = placement_to_structure(np.zeros(unit.n_sites, np.uint8), unit)
+    lat = Lattice.from_pymatgen(pristine, "4x4", {"B": ["V", "C"], "N": ["V", "C"]})
+    assert lat.layer_group == 78 and lat.same_as(Lattice.preset("hBN", (4, 4)))
+    x = Canonicalizer(lat).sample({"B->C": 1, "N->V": 2}, 5, seed=0)
+    for row in x:
+        structure = placement_to_structure(row, lat)
+        assert type(structure).__name__ == "Structure" and len(structure) == lat.n_sites - 2
+        shuffled = structure.copy()
+        shuffled.sites = [structure.sites[i] for i in np.random.default_rng(0).permutation(len(structure))]
+        np.testing.assert_array_equal(map_structure(shuffled, lat).states, row)
+    assert Lattice.from_pymatgen(pristine).kinds[0].label == "B->V"  # vacancies by default
+
+
+def test_pymatgen_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from defectspace.structure import placement_to_structure
+
+    monkeypatch.setitem(sys.modules, "pymatgen.io.ase", None)
+    lat = Lattice.preset("hBN", (2, 2))
+    with pytest.raises(ImportError, match=r"pip install 'defectspace\[pymatgen\]'"):
+        placement_to_structure(np.zeros(lat.n_sites, np.uint8), lat)

@@ -421,6 +421,28 @@ class Lattice:
                    symprec)
 
     @classmethod
+    def from_pymatgen(
+        cls,
+        structure: Any,
+        supercell: str | Sequence[int] = (1, 1),
+        defects: Mapping[str, Sequence[str]] | None = None,
+        name: str | None = None,
+        symprec: float = 1e-3,
+    ) -> Lattice:
+        """A lattice whose unit cell is a pristine ``pymatgen.core.Structure`` (third lattice
+        vector out of plane), as :meth:`from_atoms`; with no ``defects``, every host may be vacant.
+
+        Raises:
+            ImportError: pymatgen is missing (``pip install 'defectspace[pymatgen]'``).
+            ValueError: a disordered structure, or no layer (:meth:`from_atoms`).
+        """
+        atoms = pymatgen_to_atoms(structure)
+        if defects is None:
+            defects = {s: (VACANCY,) for s in dict.fromkeys(atoms.get_chemical_symbols())}
+        return cls.from_atoms(atoms, supercell, defects,
+                              name or structure.composition.reduced_formula, symprec)
+
+    @classmethod
     def from_cif(
         cls,
         path: str | Path,
@@ -647,6 +669,37 @@ class Lattice:
         n1, n2 = self.supercell
         kinds = ", ".join(k.label for k in self.kinds)
         return f"Lattice({self.name} {n1}x{n2}, {self.n_sites} sites, defects: {kinds})"
+
+
+PYMATGEN_EXTRA = "pip install 'defectspace[pymatgen]'"
+"""How to install the optional pymatgen support."""
+
+
+def require_pymatgen() -> Any:
+    """``pymatgen.io.ase.AseAtomsAdaptor``; an ImportError naming the extra when pymatgen is missing."""
+    try:
+        from pymatgen.io.ase import AseAtomsAdaptor
+    except ImportError as exc:
+        raise ImportError(f"pymatgen structures need pymatgen, which is not installed: "
+                          f"{PYMATGEN_EXTRA}", name="pymatgen") from exc
+    return AseAtomsAdaptor
+
+
+def pymatgen_to_atoms(structure: Any) -> ase.Atoms:
+    """The ``ase.Atoms`` of an ordered ``pymatgen.core.Structure`` (pbc in plane only).
+
+    Raises:
+        ImportError: pymatgen is missing.
+        ValueError: the structure has partial occupancies.
+    """
+    adaptor = require_pymatgen()
+    if not getattr(structure, "is_ordered", True):
+        raise ValueError("the pymatgen structure has partial occupancies; give an ordered structure")
+    import ase
+
+    atoms: ase.Atoms = adaptor.get_atoms(structure)
+    atoms.pbc = (True, True, False)
+    return atoms
 
 
 def resolve_lattice(spec: str | Path | Lattice, supercell: str | Sequence[int] = (8, 8),

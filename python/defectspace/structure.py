@@ -19,13 +19,13 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from defectspace.cif import read_cif_bytes as read_cif_bytes  # re-exported: part of the structure readers
-from defectspace.lattice import Lattice, minimum_image
+from defectspace.lattice import Lattice, minimum_image, pymatgen_to_atoms, require_pymatgen
 from defectspace.placement import PlacementError, as_states
 
 if TYPE_CHECKING:
@@ -183,6 +183,32 @@ def placement_to_atoms(states_row: ArrayLike, lattice: Lattice) -> ase.Atoms:
     return _atoms_of(arr[0], lattice)
 
 
+def placement_to_structure(states_row: ArrayLike, lattice: Lattice) -> Any:
+    """The unrelaxed structure of one placement as a ``pymatgen.core.Structure`` (sites in site
+    order, vacancies left out; see :func:`placement_to_atoms`).
+
+    Raises:
+        ImportError: pymatgen is missing (``pip install 'defectspace[pymatgen]'``).
+        PlacementError: ``states_row`` is not one valid placement of ``lattice``.
+    """
+    adaptor = require_pymatgen()
+    atoms = placement_to_atoms(states_row, lattice)
+    atoms.pbc = True  # pymatgen structures are periodic in 3D; the vacuum keeps layers apart
+    return adaptor.get_structure(atoms)
+
+
+def as_atoms(structure: Any) -> ase.Atoms:
+    """``structure`` as ``ase.Atoms``: an ``ase.Atoms`` as it is, a ``pymatgen.core.Structure``
+    converted (:func:`defectspace.lattice.pymatgen_to_atoms`)."""
+    import ase
+
+    if isinstance(structure, ase.Atoms):
+        return structure
+    if type(structure).__module__.startswith("pymatgen"):
+        return pymatgen_to_atoms(structure)
+    raise TypeError(f"a structure is an ase.Atoms or a pymatgen Structure, got {type(structure).__name__}")
+
+
 def placements_to_atoms(states: ArrayLike, lattice: Lattice) -> list[ase.Atoms]:
     """The unrelaxed structures of a batch of placements (see :func:`placement_to_atoms`)."""
     arr = as_states(states, lattice)
@@ -274,7 +300,7 @@ def atom_site_distances(atoms: ase.Atoms, lattice: Lattice, *,
     return _site_distances(_fractional_xy(atoms), z, _plan(lattice), slice(None))
 
 
-def defects_found(atoms: ase.Atoms, lattice: Lattice, *,
+def defects_found(atoms: ase.Atoms | Any, lattice: Lattice, *,
                   cell_tolerance: float = DEFAULT_CELL_TOLERANCE) -> dict[str, set[str]]:
     """The defects a structure shows on ``lattice``, whatever defects the lattice allows:
     ``{host: {species, ...}}`` with ``"V"`` where a sublattice has fewer atoms than sites.
@@ -287,6 +313,7 @@ def defects_found(atoms: ase.Atoms, lattice: Lattice, *,
     Raises:
         ValueError: the structure's in-plane cell does not fit the lattice's supercell.
     """
+    atoms = as_atoms(atoms)
     d = atom_site_distances(atoms, lattice, cell_tolerance=cell_tolerance)
     found: dict[str, set[str]] = {}
     if len(atoms) == 0:
@@ -305,14 +332,15 @@ def defects_found(atoms: ase.Atoms, lattice: Lattice, *,
 
 
 def map_structure(
-    atoms: ase.Atoms,
+    atoms: ase.Atoms | Any,
     lattice: Lattice,
     *,
     max_displacement: float = DEFAULT_MAX_DISPLACEMENT,
     ambiguity_ratio: float = DEFAULT_AMBIGUITY_RATIO,
     cell_tolerance: float = DEFAULT_CELL_TOLERANCE,
 ) -> StructureMapping:
-    """The placement of an atomic structure on ``lattice``, by optimal assignment of atoms to sites.
+    """The placement of an atomic structure (``ase.Atoms`` or ``pymatgen.core.Structure``) on
+    ``lattice``, by optimal assignment of atoms to sites.
 
     The structure's in-plane cell must fit the lattice's supercell (lengths and angle within
     ``cell_tolerance``, relative); its out-of-plane length may differ (vacuum). In-plane
@@ -348,6 +376,7 @@ def map_structure(
     from ase.data import chemical_symbols
     from scipy.optimize import linear_sum_assignment
 
+    atoms = as_atoms(atoms)
     plan = _plan(lattice)
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     _check_cell(cell, lattice, cell_tolerance)

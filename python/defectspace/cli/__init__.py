@@ -30,7 +30,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 EXTRAS = {"torch": "ml", "safetensors": "ml", "sklearn": "ml", "pyarrow": "screen", "dask": "screen",
           "distributed": "screen", "matplotlib": "plot", "umap": "plot", "sevenn": "label",
-          "tblite": "label", "chgnet": "chgnet"}
+          "tblite": "label", "chgnet": "chgnet", "pymatgen": "pymatgen"}
 """The optional extra (``pip install 'defectspace[EXTRA]'``) that brings each optional package."""
 
 REQUIRED = {"numpy": "numpy", "scipy": "scipy", "spglib": "spglib", "ase": "ase", "tqdm": "tqdm",
