@@ -388,3 +388,9 @@ def test_pymatgen_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
     lat = Lattice.preset("hBN", (2, 2))
     with pytest.raises(ImportError, match=r"pip install 'defectspace\[pymatgen\]'"):
         placement_to_structure(np.zeros(lat.n_sites, np.uint8), lat)
+
+
+def test_fit_needs_labels_and_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "-o", str(tmp_path / "m")]) == 2
+    assert "fit needs LABELS and --target" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

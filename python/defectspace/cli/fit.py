@@ -15,6 +15,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """Reads the labels, fits the candidates, keeps the best by out-of-fold MAE and saves it."""
     from defectspace.predict.fit import CANDIDATES, FitConfig, fit_predictor, read_labels
 
+    if args.shipped:
+        return _fit_shipped(args)
+    if args.labels is None or args.target is None:
+        raise ValueError("fit needs LABELS and --target (or --shipped to rebuild the shipped models)")
     if args.folds < 2:
         raise ValueError(f"--folds must be >= 2, got {args.folds}")
     if args.regressor not in ("auto", *CANDIDATES):
@@ -34,6 +38,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_shipped(args: argparse.Namespace) -> int:
+    """Rebuilds the shipped MoS2 8x8 predictors (:mod:`defectspace.predict.recipes`) from 2DMD's
+    table (``LABELS``, or the data locator's) and the package's engine labels."""
+    from defectspace.predict import PropertyPredictor
+    from defectspace.predict.recipes import train_default_models
+
+    saved = train_default_models(args.output, args.labels, seed=args.seed)
+    for target, path in saved.items():
+        model = PropertyPredictor.load(path)
+        print(f"{target}: out-of-fold MAE {model.info.get('cv_mae_meV', float('nan')):.2f} meV "
+              f"-> {path}", file=sys.stderr)
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Adds fit to the command line."""
     p = add_command(
@@ -46,11 +64,15 @@ def register(subparsers: Any) -> None:
                     "cluster expansions, boosted trees) tune their hyperparameters by "
                     "cross-validation; the best by out-of-fold MAE is kept with a calibrated "
                     "uncertainty. 'defectspace predict --model MODEL_DIR' uses it.")
-    add_input(p, "labels", kind="table",
+    add_input(p, "labels", kind="table", nargs="?", default=None,
               help="CSV or Parquet: id, defects and the label column (or id and the label column "
-                   "with --structures)")
+                   "with --structures); with --shipped, 2DMD's mos2_8x8.csv (default: the data "
+                   "locator's)")
     add_output(p, "-o", "--output", kind="folder", required=True, help="model folder to write")
-    p.add_argument("--target", required=True, help="name of the label column (the property)")
+    p.add_argument("--target", help="name of the label column (the property)")
+    p.add_argument("--shipped", action="store_true",
+                   help="rebuild the shipped MoS2 8x8 gap and formation-energy predictors (2DMD's "
+                        "DFT labels and the package's engine labels) into -o")
     p.add_argument("--extensive", action="store_true",
                    help="the label is per defect (e.g. formation energy per site): fitted as a total "
                         "and divided back")
