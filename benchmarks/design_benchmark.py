@@ -333,7 +333,7 @@ def open_section(quick: bool) -> tuple[list[str], dict[str, object]]:
     gap = predictors["homo_lumo_gap"]
     scale = ModelScale(gap, "xtb", lat)
     lo, hi = OPEN_WINDOW
-    budget = 6 if quick else OPEN_BUDGET
+    budget = 6 if quick else int(os.environ.get("DESIGN_OPEN_BUDGET", OPEN_BUDGET))
 
     # random: 2DMD's 100 random placements of the composition, labelled by the package's labeller
     labels = pd.read_csv(ROOT / "python" / "defectspace" / "data" / "labels" / "xtb_gfn1_mos2_8x8.csv",

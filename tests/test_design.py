@@ -329,3 +329,34 @@ def test_engine_values_are_checked_on_the_models_scale(lattice, predictors) -> N
     slope = predictors[FE].info["engine_correction"]["slope"]
     expected = slope * raw + counts @ per_kind / counts.sum(axis=1)
     np.testing.assert_allclose(fe(raw, x), expected)
+
+
+def test_a_restarted_design_reuses_every_engine_label_it_finds(tmp_path, lattice, predictors, monkeypatch) -> None:
+    """The search is timed, so a restarted design may not meet the classes it sent to the engine
+    before: they are put back into its archive, counted against the budget, and not computed again."""
+    from defectspace.pipeline import verification
+
+    computed: list[str] = []
+
+    def fake_engine(candidates, output, engine, workers, ids, loader) -> None:  # type: ignore[no-untyped-def]
+        import pandas as pd
+
+        defects = pd.read_csv(candidates, dtype=str, keep_default_na=False).set_index("id")["defects"]
+        new = not output.exists()
+        with open(output, "a", encoding="utf-8") as fh:
+            if new:
+                fh.write("id,status,homo_lumo_gap\n")
+            for i in ids:  # a gap that depends on the class: 0.8 eV plus 0.01 per character of its defects
+                fh.write(f"{i},ok,{0.8 + 0.01 * (len(defects[i]) % 20)}\n")
+                computed.append(i)
+
+    monkeypatch.setattr(verification, "_label", fake_engine)
+    kw = dict(targets=[PropertyWindow(GAP, 0.9, 1.0)], n=4, predictors=predictors, verify="xtb",
+              budget=4, work_dir=tmp_path, chains=64)
+    first = design(lattice, {"Mo->W": 2, "S->V": 6}, time_limit=2, seed=0, **kw)  # type: ignore[arg-type]
+    assert len(computed) == 4 and first.engine_calls == 4
+    again = design(lattice, {"Mo->W": 2, "S->V": 6}, time_limit=1, seed=7, **kw)  # type: ignore[arg-type]
+    assert len(computed) == 4  # nothing computed again
+    assert again.engine_calls == 4
+    labelled = {bytes(k) for k, v in zip(first.keys, first.verified, strict=True) if v}
+    assert labelled <= {bytes(k) for k, v in zip(again.keys, again.verified, strict=True) if v}

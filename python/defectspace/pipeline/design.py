@@ -37,7 +37,7 @@ from defectspace.canonical import n_placements as canonical_n_placements
 from defectspace.lattice import Lattice
 from defectspace.pipeline.annealing import ClassArchive, parallel_tempering
 from defectspace.pipeline.verification import ENGINE_PROPERTY, EngineLabels, ModelScale
-from defectspace.placement import counts_vector, format_2dmd
+from defectspace.placement import composition, counts_vector, format_2dmd
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -617,6 +617,7 @@ def design(
     if verify is not None:
         engine_value, engine_raw, engine_calls, engine_scale = _verify_loop(
             archive,
+            comps,
             surrogate,
             targets,
             objective,
@@ -706,6 +707,7 @@ def _prove(
 
 def _verify_loop(
     archive: ClassArchive,
+    comps: Sequence[NDArray[np.int64]],
     surrogate: Surrogate,
     targets: Sequence[PropertyWindow],
     objective: Objective | None,
@@ -737,7 +739,24 @@ def _verify_loop(
     used = 0
     rng = np.random.default_rng(seed + 1)
     known: dict[int, float] = {}
+    # a restarted design keeps what the engine measured before (its search may differ: it is timed)
+    before, before_keys, before_values = labels.labelled()
+    if len(before_keys):
+        have = composition(before, labels.lattice)[:, 1:]
+        ok = np.array([any((h == c[1:]).all() for c in comps) for h in have], dtype=bool)
+        if ok.any():
+            idx = archive.add(before[ok])
+            mapped = scale(before_values[ok], before[ok])
+            for i, v, m, k in zip(idx, before_values[ok], mapped, np.asarray(before_keys)[ok], strict=True):
+                known[int(i)], raw[int(i)] = float(m), float(v)
+                labels.reuse(str(k))
+            used = len(known)
+            known_idx = np.asarray(sorted(known), dtype=np.int64)
+            surrogate.learn(prop, archive.scores[known_idx, j], np.asarray([known[i] for i in known_idx]))
+            tick("verify", used)
     for r in range(rounds):
+        if used >= budget:
+            break
         states, keys, _, scores = archive.arrays()
         mean, std = surrogate.corrected(scores)
         known_idx = np.asarray(sorted(known), dtype=np.int64)

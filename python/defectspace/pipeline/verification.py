@@ -92,6 +92,26 @@ class EngineLabels:
             for i, v, good in zip(df["id"], values, ok, strict=True)
         }
 
+    def labelled(self) -> tuple[NDArray[np.uint8], list[str], NDArray[np.float64]]:
+        """Every class labelled in ``work_dir`` so far (an earlier, perhaps killed, run's too):
+        placements, keys and the engine's values (NaN for a failed calculation)."""
+        import pandas as pd
+
+        from defectspace.placement import parse_2dmd
+
+        done = self.done()
+        if not done or not self.candidates.exists():
+            return np.zeros((0, self.lattice.n_sites), np.uint8), [], np.zeros(0)
+        cand = pd.read_csv(self.candidates, dtype=str, keep_default_na=False)
+        cand = cand[cand["id"].isin(list(done))]
+        keys = [str(k) for k in cand["id"]]
+        states = parse_2dmd(cand["defects"].tolist(), self.lattice)
+        return states, keys, np.asarray([done[k] for k in keys], dtype=np.float64)
+
+    def reuse(self, key: str) -> None:
+        """Counts a class labelled earlier (see :meth:`labelled`) as used by this run."""
+        self._asked.add(key)
+
     def measure(self, states: NDArray[np.uint8], keys: Sequence[str]) -> NDArray[np.float64]:
         """The engine's value for each class (computing only those not labelled yet)."""
         import pandas as pd
