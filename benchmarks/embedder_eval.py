@@ -1,6 +1,12 @@
 """Held-out evaluation of an embedder: equivalence recognition, invariance error, throughput.
 
     python benchmarks/embedder_eval.py [--model DIR] [--pairs 20000] [--seed 12345] [--check-unseen]
+    python benchmarks/embedder_eval.py --train hBN [--supercell 6x6] [--defects ...] [--steps 300]
+
+``--train LATTICE`` first trains an embedder from the command line (``defectspace train-embedder
+--lattice LATTICE --supercell ... --steps ... --threads 1``, pairs from the core alone) into a
+temporary folder and evaluates that one (results per material: benchmarks/results/
+embedder_eval_materials.md).
 
 Pairs come from a seed stream disjoint from training's (``training.EVAL_STREAM``), at low density
 (1-3 defects) and high density (4-24 defects, mixed kinds); each anchor has a random symmetry
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -69,10 +76,30 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     ap.add_argument("--check-unseen", action="store_true",
                     help="also report on test pairs whose class never occurred in training")
+    ap.add_argument("--train", metavar="LATTICE", default=None,
+                    help="train an embedder on this lattice from the command line first, then evaluate it")
+    ap.add_argument("--supercell", default="6x6", help="with --train: the supercell (default: 6x6)")
+    ap.add_argument("--defects", default=None, help="with --train: the lattice's defects (default: its own)")
+    ap.add_argument("--steps", type=int, default=300, help="with --train: training steps (default: 300)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    emb = Embedder.load(args.model)
-    print(f"model: {args.model or 'shipped default'}  {emb.lattice!r}  dim {emb.dim}  "
+    model = args.model
+    if args.train is not None:
+        import tempfile
+
+        from defectspace.cli import main as cli_main
+
+        model = str(Path(tempfile.mkdtemp(prefix="embedder_eval_")) / "model")
+        argv = ["train-embedder", "--lattice", args.train, "--supercell", args.supercell, "--steps",
+                str(args.steps), "--threads", str(args.threads), "--no-progress", "--out", model]
+        if args.defects:
+            argv += ["--defects", args.defects]
+        t = time.perf_counter()
+        if cli_main(argv) != 0:
+            raise SystemExit("training failed")
+        print(f"trained with: defectspace {' '.join(argv[:-1])} DIR  ({time.perf_counter() - t:.0f} s wall)")
+    emb = Embedder.load(model)
+    print(f"model: {model or 'shipped default'}  {emb.lattice!r}  dim {emb.dim}  "
           f"config {emb.encoder.config}")
     seen = training_keys(emb) if args.check_unseen else None
     for kind in ("low", "high"):
