@@ -17,6 +17,20 @@ void defect_pair_histogram(const std::uint8_t* states, std::size_t n, std::size_
   for (std::size_t i = 0; i < n_sites * n_sites; ++i)
     if (shell[i] < 0 || static_cast<std::size_t>(shell[i]) >= n_shells)
       throw std::invalid_argument("defect_pair_histogram: shell index out of range");
+  // the damping weights are sparse (a shell column feeds the damped sums of its own kind pair only):
+  // the nonzero ones per column, in column order; skipping a zero weight skips adding +0.0, which
+  // leaves every sum's bits as they were
+  std::vector<std::size_t> damp_start(n_count + 1, 0);
+  std::vector<std::size_t> damp_index;
+  if (damp != nullptr) {
+    for (std::size_t f = 0; f < n_count; ++f) {
+      damp_start[f] = damp_index.size();
+      if (f + 1 < n_codes) continue;  // kind counts are not damped
+      for (std::size_t j = 0; j < n_damp; ++j)
+        if (damp[f * n_damp + j] != 0.0) damp_index.push_back(j);
+    }
+    damp_start[n_count] = damp_index.size();
+  }
   parallel_for(n, resolve_threads(n_threads, n), [&](std::size_t begin, std::size_t end, std::size_t) {
     std::vector<std::uint32_t> sites;
     std::vector<std::uint8_t> codes;
@@ -54,7 +68,7 @@ void defect_pair_histogram(const std::uint8_t* states, std::size_t n, std::size_
         const double c = o[f];
         if (c == 0.0) continue;
         const double* w = damp + f * n_damp;
-        for (std::size_t j = 0; j < n_damp; ++j) d[j] += c * w[j];
+        for (std::size_t q = damp_start[f]; q < damp_start[f + 1]; ++q) d[damp_index[q]] += c * w[damp_index[q]];
       }
     }
   });
