@@ -12,6 +12,8 @@ Sections (all by default; pick with --only):
   optimum or bound, and the parallel-tempering search's gap to it.
 * ``speed``: candidates per second of the stochastic search (2 cores, shipped models).
 * ``decode``: embeddings of held-out placements back to their classes (1-4 and 8-24 defects).
+* ``landscape``: steepest descent on the embedding distance from 1-5 hops away from the true
+  placement (why decoding at density falls short).
 * ``open``: open space with an engine oracle. 2DMD's high-density composition Mo56W4Se8S112
   (``Mo->V=4,Mo->W=4,S->Se=8,S->V=8``, 24 defects) has 100 random placements, all with GFN1-xTB
   gaps in the package's labels: they give the random hit rate of a 100 meV window on the gap
@@ -38,7 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SECTIONS = ("pool", "exact", "milp", "speed", "decode", "open")
+SECTIONS = ("pool", "exact", "milp", "speed", "decode", "landscape", "open")
 
 
 def _lattice():  # type: ignore[no-untyped-def]
@@ -311,6 +313,68 @@ def decode_section(quick: bool) -> tuple[list[str], dict[str, object]]:
     return rows, out
 
 
+def landscape_section(quick: bool) -> tuple[list[str], dict[str, object]]:
+    """Why decoding at density falls short: steepest descent on the embedding distance (every
+    single-defect hop, as decode's search ends) started k hops from the true placement."""
+    from defectspace import Canonicalizer
+    from defectspace.ml.embedder import Embedder
+    from defectspace.pipeline.annealing import ClassArchive
+
+    lat = _lattice()
+    emb = Embedder.load()
+    canon = Canonicalizer(lat)
+    types = lat.site_types
+    rng = np.random.default_rng(5)
+    x = canon.sample({"Mo->W": 3, "S->V": 6, "S->Se": 3}, 4 if quick else 12, seed=11)
+
+    def descend(best: np.ndarray, archive: ClassArchive) -> tuple[np.ndarray, float]:
+        i0 = archive.add(best[None])[0]
+        best_d = float(archive.scores[i0, 0])
+        while True:
+            moves = []
+            for s_ in np.flatnonzero(best):
+                for t_ in np.flatnonzero((types == types[s_]) & (best == 0)):
+                    y = best.copy()
+                    y[t_], y[s_] = y[s_], 0
+                    moves.append(y)
+            idx = archive.add(np.stack(moves))
+            d = archive.scores[idx, 0]
+            k = int(np.argmin(d))
+            if d[k] >= best_d:
+                return best, best_d
+            best, best_d = archive.arrays()[0][idx[k]].copy(), float(d[k])
+
+    rows = ["| hops from the true placement | recovered by descent | median distance reached |", "|---|---|---|"]
+    out: dict[str, object] = {}
+    for hops in (1, 2, 3, 5):
+        found, dists = 0, []
+        for row in x:
+            v = emb.embed(row[None])[0].astype(np.float64)
+
+            def score(s: np.ndarray, v: np.ndarray = v) -> np.ndarray:
+                return np.linalg.norm(emb.embed(s).astype(np.float64) - v[None, :], axis=1)[:, None]
+
+            archive = ClassArchive(canon, score)
+            y = row.copy()
+            for _ in range(hops):
+                s_ = rng.choice(np.flatnonzero(y))
+                t_ = rng.choice(np.flatnonzero((types == types[s_]) & (y == 0)))
+                y[t_], y[s_] = y[s_], 0
+            _, d = descend(y, archive)
+            found += d < 1e-3
+            dists.append(d)
+        rows.append(f"| {hops} | {found} of {len(x)} | {np.median(dists):.3f} |")
+        out[str(hops)] = {"recovered": found, "n": len(x), "median_distance": float(np.median(dists))}
+        print(rows[-1], flush=True)
+    text = ["12-defect placements (Mo->W=3, S->V=6, S->Se=3) of 8x8 MoS2, the shipped 12-number embedder: "
+            "each true placement moved by k random single-defect hops, then steepest descent over every "
+            "single-defect hop on the distance to its embedding (how decode's search ends).", "", *rows, "",
+            "One hop away the descent always returns; two hops away it mostly stops in a local minimum a "
+            "few hundredths away: the distance to a 12-number contrastive embedding does not guide a local "
+            "search across more than one move, which is why decoding 8-24 defects stays far from 90 %."]
+    return text, out
+
+
 OPEN_COMPOSITION = {"Mo->V": 4, "Mo->W": 4, "S->Se": 8, "S->V": 8}
 OPEN_WINDOW = (0.35, 0.45)  # eV, the gap model's (DFT) scale
 OPEN_BUDGET = 60
@@ -437,6 +501,7 @@ def main() -> int:
         "milp": milp_section,
         "speed": speed_section,
         "decode": decode_section,
+        "landscape": landscape_section,
         "open": open_section,
     }
     stem = Path(args.out)
@@ -465,6 +530,9 @@ def main() -> int:
         "# Inverse design benchmarks",
         "",
         f"`python benchmarks/design_benchmark.py` ({meta['machine']}, Python {meta['python']}, {meta['date']}).",
+        "Sections are run separately (`--only`) and kept in design_benchmark.json; on this shared 2-core "
+        "machine other engineers' jobs ran beside them (load average 6-10), so times are pessimistic: "
+        "where it matters a section gives the load and CPU seconds.",
         "",
     ]
     for name in SECTIONS:
