@@ -209,6 +209,28 @@ def specific(table: Table) -> None:
 
         table.add("enumerate", case, *in_folder(lattice_cif))
 
+    flat = (seeds / "mos2_unit.cif").read_text().replace("_cell_angle_beta 90", "_cell_angle_beta 0")
+    for case, argv, files in [
+        ("S->V=30 on 8x8 (>= 2e26 classes)", ["enumerate", "--counts", "S->V=30", "-o", "e.csv"], {}),
+        ("screen --exhaustive S->V=30", ["screen", "--exhaustive", "--counts", "S->V=30", "-o",
+                                         "h.parquet"], {}),
+        ("--counts S->V=99999999999999999999", ["enumerate", "--counts", "S->V=99999999999999999999",
+                                                "-o", "e.csv"], {}),
+        ("--lattice CIF with _cell_angle_beta 0", ["enumerate", "--lattice", "flat.cif", "--counts",
+                                                   "S->V=1", "-o", "e.csv"], {"flat.cif": flat}),
+    ]:
+        def at_once(folder: Path, argv: list[str] = argv, files: dict[str, str] = files
+                    ) -> tuple[object, str, str]:
+            for name, text in files.items():
+                (folder / name).write_text(text)
+            before = R.snapshot(folder)
+            t0 = time.monotonic()
+            rc, out, err = run_main(argv)
+            return (rc, last_line(out, err) + f" ({time.monotonic() - t0:.1f} s)",
+                    stray_files(before, folder))
+
+        table.add(argv[0], case, *in_folder(at_once))
+
     for damage in ("flipped byte", "truncated", "deleted"):
         def screen_work(folder: Path, damage: str = damage) -> tuple[object, str, str]:
             argv = [*R.prepare("screen", folder), "--keep-work"]
