@@ -42,9 +42,10 @@ def _fit_shipped(args: argparse.Namespace) -> int:
     """Rebuilds the shipped MoS2 8x8 predictors (:mod:`defectspace.predict.recipes`) from 2DMD's
     table (``LABELS``, or the data locator's) and the package's engine labels."""
     from defectspace.predict import PropertyPredictor
-    from defectspace.predict.recipes import train_default_models
+    from defectspace.predict.recipes import LABELS_DIR, train_default_models
 
-    saved = train_default_models(args.output, args.labels, seed=args.seed)
+    saved = train_default_models(args.output, args.labels, labels_dir=args.engine_labels or LABELS_DIR,
+                                 seed=args.seed)
     for target, path in saved.items():
         model = PropertyPredictor.load(path)
         print(f"{target}: out-of-fold MAE {model.info.get('cv_mae_meV', float('nan')):.2f} meV "
@@ -73,6 +74,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--shipped", action="store_true",
                    help="rebuild the shipped MoS2 8x8 gap and formation-energy predictors (2DMD's "
                         "DFT labels and the package's engine labels) into -o")
+    add_input(p, "--engine-labels", kind="structures", default=None,
+              help="with --shipped: the folder of engine labels (default: the package's data/labels)")
     p.add_argument("--extensive", action="store_true",
                    help="the label is per defect (e.g. formation energy per site): fitted as a total "
                         "and divided back")
