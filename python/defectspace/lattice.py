@@ -695,8 +695,6 @@ def pymatgen_to_atoms(structure: Any) -> ase.Atoms:
     adaptor = require_pymatgen()
     if not getattr(structure, "is_ordered", True):
         raise ValueError("the pymatgen structure has partial occupancies; give an ordered structure")
-    import ase
-
     atoms: ase.Atoms = adaptor.get_atoms(structure)
     atoms.pbc = (True, True, False)
     return atoms
