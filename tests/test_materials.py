@@ -394,3 +394,18 @@ def test_fit_needs_labels_and_target(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["fit", "-o", str(tmp_path / "m")]) == 2
     assert "fit needs LABELS and --target" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_predict_checks_lattice_with_its_defects(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    labels, _, _ = _labelled(tmp_path, 20)
+    model = tmp_path / "model"
+    assert main(["fit", str(labels), "-o", str(model), "--target", "gap", "--lattice", "hBN",
+                 "--supercell", "4x4", "--regressor", "ridge", "--folds", "2"]) == 0
+    out = tmp_path / "p.csv"
+    base = ["predict", str(labels), "--model", str(model), "-o", str(out), "--lattice", "hBN",
+            "--supercell", "4x4"]
+    assert main([*base, "--defects", "B->V,B->C,N->V,N->C"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--defects", "B->C"]) == 2
+    assert "cannot predict for" in capsys.readouterr().err

@@ -26,7 +26,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for m in models[1:]:
         m._check_lattice(lattice)
     if args.lattice is not None:
-        models[0]._check_lattice(lattice_from(args.lattice, args.supercell))
+        models[0]._check_lattice(lattice_from(args.lattice, args.supercell, args.lattice_defects))
     for path, m in zip(paths, models, strict=True):
         print(f"model {path}: {m.describe_training()}", file=sys.stderr)
     table = read_placements(args.input, lattice, args.on_error)
@@ -56,6 +56,8 @@ def register(subparsers: Any) -> None:
     add_input(p, "--lattice", kind="lattice", default=None,
               help="check that the models fit this lattice (preset or unit-cell CIF)")
     p.add_argument("--supercell", default="8x8", help="supercell for --lattice (default: 8x8)")
+    p.add_argument("--defects", dest="lattice_defects", default=None, metavar="'H->X,...'",
+                   help="the defects of --lattice, e.g. 'B->V,B->C' (default: the preset's own)")
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
                    help="bad input rows: stop with an error (default) or skip them")
     p.set_defaults(handler=cmd_predict)
