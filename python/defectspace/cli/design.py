@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from defectspace.cli.common import OutputArgument, add_command, add_input, add_output, check_output
-from defectspace.cli.core import lattice_from
+from defectspace.cli.core import add_lattice_option, lattice_of
 
 _OUTPUT_SUFFIXES = (".csv", ".parquet")
 
@@ -62,7 +62,7 @@ def cmd_design(args: argparse.Namespace) -> int:
                          f"{args.prove_time_limit}")
     if (args.verify is None) != (args.budget is None):
         raise ValueError("--verify and --budget go together")
-    lattice = lattice_from(args.lattice, args.supercell)
+    lattice = lattice_of(args)
     ranges = parse_count_ranges(args.counts)
     targets = [parse_window(t) for t in args.target]
     objective = (
@@ -231,9 +231,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--work-dir", help="engine labels of --verify (default: OUTPUT.work; resumable)")
     p.add_argument("--engine-workers", type=int, default=1, help="engine processes (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_input(p, "--lattice", kind="lattice", default="MoS2",
-              help="preset or unit-cell CIF (default: MoS2)")
-    p.add_argument("--supercell", default="8x8", help="supercell n1xn2 (default: 8x8)")
+    add_lattice_option(p)
     p.add_argument("--threads", type=int, default=0, help="threads for the C++ core (0 = all cores)")
     p.set_defaults(handler=cmd_design)
 
