@@ -361,17 +361,20 @@ class FoldedEncoder(nn.Module):
                                             for m in convs[1:]])
         self.per_op = convs[-1].c_out
         self.head = encoder.head
+        self._pad_index: dict[tuple[int, int, int, torch.device], torch.Tensor] = {}
 
     def _padded(self, h: torch.Tensor, p: int) -> torch.Tensor:
-        """Circular padding by ``p`` cells of a channels-last ``(n, C, n1, n2)``, into a new buffer."""
+        """Circular padding by ``p`` cells of a channels-last ``(n, C, n1, n2)``, into a new buffer:
+        one gather of whole cells (each cell's channels are contiguous), not five strided copies
+        (which took 40 % of the folded encoder's time)."""
         n, c, h1, h2 = h.shape
-        out = h.new_empty((n, h1 + 2 * p, h2 + 2 * p, c)).permute(0, 3, 1, 2)
-        out[:, :, p:p + h1, p:p + h2] = h
-        out[:, :, :p, p:p + h2] = h[:, :, h1 - p:]
-        out[:, :, p + h1:, p:p + h2] = h[:, :, :p]
-        out[:, :, :, :p] = out[:, :, :, h2:h2 + p]
-        out[:, :, :, p + h2:] = out[:, :, :, p:2 * p]
-        return out
+        key = (h1, h2, p, h.device)
+        idx = self._pad_index.get(key)
+        if idx is None:
+            rows = (np.arange(-p, h1 + p) % h1)[:, None] * h2 + (np.arange(-p, h2 + p) % h2)[None, :]
+            idx = self._pad_index[key] = torch.from_numpy(rows.reshape(-1)).to(h.device)
+        flat = h.permute(0, 2, 3, 1).reshape(n, h1 * h2, c)  # a view: h is channels-last
+        return flat.index_select(1, idx).view(n, h1 + 2 * p, h2 + 2 * p, c).permute(0, 3, 1, 2)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         """Embeddings ``(n, dim)`` of integer placements ``(n, n_sites)``."""
