@@ -255,7 +255,7 @@ def test_fit_then_predict_round_trip(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = tmp_path / "pred.csv"
     assert main(["predict", str(labels), "--model", str(model), "-o", str(out)]) == 0
     pred = pd.read_csv(out)
-    assert list(pred.columns) == ["id", "gap"]
+    assert list(pred.columns) == ["id", "gap", "gap_std", "gap_out_of_domain"]
     loaded = PropertyPredictor.load(model)
     assert loaded.lattice is not None and loaded.lattice.same_as(lat)
     from defectspace import parse_2dmd

@@ -222,7 +222,10 @@ def test_cli_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     out = tmp_path / "out.csv"
     assert run(["predict", str(inp), "-o", str(out)]) == 0
     df = pd.read_csv(out)
-    assert list(df.columns) == ["id", "homo_lumo_gap", "formation_energy_per_site"]
+    assert list(df.columns) == ["id", "homo_lumo_gap", "homo_lumo_gap_std", "homo_lumo_gap_out_of_domain",
+                                "formation_energy_per_site", "formation_energy_per_site_std",
+                                "formation_energy_per_site_out_of_domain"]
+    assert (df["homo_lumo_gap_std"] > 0).all() and not df["homo_lumo_gap_out_of_domain"].any()
     expect = predict_properties(x, LAT)
     assert np.allclose(df["homo_lumo_gap"], expect["homo_lumo_gap"], atol=1e-6)
     err = capsys.readouterr().err
@@ -230,3 +233,24 @@ def test_cli_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     bad = tmp_path / "bad"
     bad.mkdir()
     assert run(["predict", str(inp), "-o", str(out), "--model", str(bad)]) == 2
+
+
+def test_cli_predict_flags_and_warns_outside_the_training_domain(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped models learned 1-24 defects: 40 is outside, flagged per row with a wider sigma,
+    and said once on stderr."""
+    from defectspace.cli import main as run
+
+    inside = _sample(3, 3)
+    dense = Canonicalizer(LAT).sample({"S->V": 20, "Mo->W": 20}, 3, seed=1)
+    inp = tmp_path / "in.csv"
+    x = np.vstack([inside, dense])
+    pd.DataFrame({"id": [f"r{i}" for i in range(6)], "defects": format_2dmd(x, LAT)}).to_csv(inp, index=False)
+    out = tmp_path / "out.csv"
+    assert run(["predict", str(inp), "-o", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert df["homo_lumo_gap_out_of_domain"].tolist() == [False] * 3 + [True] * 3
+    assert df["homo_lumo_gap_std"][3:].min() > df["homo_lumo_gap_std"][:3].max()
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert any("3 of 6 placements lie outside the training domain of homo_lumo_gap" in w for w in warnings)

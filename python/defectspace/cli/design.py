@@ -53,6 +53,7 @@ def cmd_design(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from defectspace.pipeline.design import Objective, design, parse_count_ranges, parse_window
+    from defectspace.predict import describe_domain
 
     out = _check_output(args.output)
     if args.n < 1:
@@ -110,6 +111,9 @@ def cmd_design(args: argparse.Namespace) -> int:
     _write_table(res.to_frame(), out)
     for name, p in predictors.items():
         print(f"model {name}: {p.describe_training()}", file=sys.stderr)
+    warning = describe_domain(predictors, res.states, lattice) if len(res.states) else None
+    for line in (warning or "").splitlines():
+        print(f"warning: {line} (designs)", file=sys.stderr)
     print(res.summary(), file=sys.stderr)
     if len(res.states) < args.n:
         print(
