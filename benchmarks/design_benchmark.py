@@ -317,6 +317,7 @@ def landscape_section(quick: bool) -> tuple[list[str], dict[str, object]]:
     """Why decoding at density falls short: steepest descent on the embedding distance (every
     single-defect hop, as decode's search ends) started k hops from the true placement."""
     from defectspace import Canonicalizer
+    from defectspace.ml.decode import steepest_descent
     from defectspace.ml.embedder import Embedder
     from defectspace.pipeline.annealing import ClassArchive
 
@@ -326,23 +327,6 @@ def landscape_section(quick: bool) -> tuple[list[str], dict[str, object]]:
     types = lat.site_types
     rng = np.random.default_rng(5)
     x = canon.sample({"Mo->W": 3, "S->V": 6, "S->Se": 3}, 4 if quick else 12, seed=11)
-
-    def descend(best: np.ndarray, archive: ClassArchive) -> tuple[np.ndarray, float]:
-        i0 = archive.add(best[None])[0]
-        best_d = float(archive.scores[i0, 0])
-        while True:
-            moves = []
-            for s_ in np.flatnonzero(best):
-                for t_ in np.flatnonzero((types == types[s_]) & (best == 0)):
-                    y = best.copy()
-                    y[t_], y[s_] = y[s_], 0
-                    moves.append(y)
-            idx = archive.add(np.stack(moves))
-            d = archive.scores[idx, 0]
-            k = int(np.argmin(d))
-            if d[k] >= best_d:
-                return best, best_d
-            best, best_d = archive.arrays()[0][idx[k]].copy(), float(d[k])
 
     rows = ["| hops from the true placement | recovered by descent | median distance reached |", "|---|---|---|"]
     out: dict[str, object] = {}
@@ -360,7 +344,7 @@ def landscape_section(quick: bool) -> tuple[list[str], dict[str, object]]:
                 s_ = rng.choice(np.flatnonzero(y))
                 t_ = rng.choice(np.flatnonzero((types == types[s_]) & (y == 0)))
                 y[t_], y[s_] = y[s_], 0
-            _, d = descend(y, archive)
+            _, d = steepest_descent(archive, y)
             found += d < 1e-3
             dists.append(d)
         rows.append(f"| {hops} | {found} of {len(x)} | {np.median(dists):.3f} |")

@@ -27,6 +27,7 @@ from defectspace.placement import composition, counts_vector, random_placements
 
 if TYPE_CHECKING:
     from defectspace.ml.embedder import Embedder
+    from defectspace.pipeline.annealing import ClassArchive
 
 MAX_RETRIEVAL_CLASSES = 200_000
 """Compositions with at most this many classes are decoded by exact retrieval."""
@@ -159,25 +160,28 @@ class _Decoder:
             temperatures=(1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3),
         )
         states, _, _, scores = archive.arrays()
-        best = states[int(np.argmin(scores[:, 0]))]
-        best_d = float(scores[:, 0].min())
-        # steepest descent over every single-defect hop
-        types = self.lattice.site_types
-        while True:
-            moves = []
-            for s in np.flatnonzero(best):
-                for t in np.flatnonzero((types == types[s]) & (best == 0)):
-                    y = best.copy()
-                    y[t], y[s] = y[s], 0
-                    moves.append(y)
-            cand = np.stack(moves)
-            idx = archive.add(cand)
-            d = archive.scores[idx, 0]
-            i = int(np.argmin(d))
-            if d[i] >= best_d:
-                break
-            best, best_d = archive.arrays()[0][idx[i]], float(d[i])
-        return best, best_d
+        return steepest_descent(archive, states[int(np.argmin(scores[:, 0]))])
+
+
+def steepest_descent(archive: ClassArchive, start: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], float]:
+    """From ``start``, the best single-defect hop (a defect to a free site of its sublattice) on the
+    archive's first score, while one improves it: the placement reached and its score."""
+    i0 = archive.add(start[None])[0]
+    best, best_d = start, float(archive.scores[i0, 0])
+    types = archive.canonicalizer.lattice.site_types
+    while True:
+        moves = []
+        for s in np.flatnonzero(best):
+            for t in np.flatnonzero((types == types[s]) & (best == 0)):
+                y = best.copy()
+                y[t], y[s] = y[s], 0
+                moves.append(y)
+        idx = archive.add(np.stack(moves))
+        d = archive.scores[idx, 0]
+        i = int(np.argmin(d))
+        if d[i] >= best_d:
+            return best, best_d
+        best, best_d = archive.arrays()[0][idx[i]].copy(), float(d[i])
 
 
 def decode(
