@@ -292,7 +292,9 @@ def test_shipped_models_with_and_without_embed_agree(tmp_path: Path) -> None:
     screen(dataclasses.replace(cfg, embed=True), tmp_path / "e.parquet")
     plain, embedded = pd.read_parquet(tmp_path / "o.parquet"), pd.read_parquet(tmp_path / "e.parquet")
     assert 0 < s.kept < s.distinct and len(plain) == s.kept
-    assert list(plain.columns[-2:]) == ["homo_lumo_gap", "formation_energy_per_site"]
+    assert list(plain.columns[-4:]) == ["homo_lumo_gap", "formation_energy_per_site",
+                                        "homo_lumo_gap_out_of_domain",
+                                        "formation_energy_per_site_out_of_domain"]
     assert set(embedded.columns) - set(plain.columns) == {f"emb_{j}" for j in range(12)}
     pd.testing.assert_frame_equal(embedded[plain.columns], plain)
     from defectspace import parse_2dmd
@@ -302,6 +304,37 @@ def test_shipped_models_with_and_without_embed_agree(tmp_path: Path) -> None:
         np.testing.assert_allclose(plain[name], model.predict(x), rtol=1e-12, atol=0)
     emb = embedded[[f"emb_{j}" for j in range(12)]].to_numpy()
     np.testing.assert_allclose(emb, Embedder.load().embed(x), rtol=0, atol=1e-6)
+
+
+def test_screen_flags_and_warns_once_about_classes_outside_the_training_domain(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped formation-energy model learned from 2-3 defects: a screen of 5-vacancy classes
+    flags each kept class it extrapolates to, as PropertyPredictor.out_of_domain does, and the
+    command warns once per model, also when a restarted run reads finished partitions."""
+    from defectspace import parse_2dmd
+    from defectspace.cli import main
+    from defectspace.predict import load_predictors
+
+    out = tmp_path / "d.parquet"
+    args = ["screen", "--random", "600", "--counts", "S->V=5", "--counts", "S->V=2,Mo->W=1",
+            "-o", str(out), "--partitions", "2"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    df = pd.read_parquet(out)
+    x = parse_2dmd(df["defects"].tolist(), LAT)
+    for name, model in load_predictors(None, LAT).items():
+        np.testing.assert_array_equal(df[f"{name}_out_of_domain"], model.out_of_domain(x, LAT))
+    fe = df["formation_energy_per_site_out_of_domain"].to_numpy()
+    assert fe.any() and not fe.all()
+    assert fe[(x > 0).sum(axis=1) == 5].all()
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, err
+    assert warnings[0].startswith(f"warning: {int(fe.sum())} of {len(df)} kept classes lie outside "
+                                  "the training domain of formation_energy_per_site (trained on 2-3")
+    cfg = config(compositions=((0, 0, 5, 0),), n=300, n_partitions=2)
+    first = screen(cfg, tmp_path / "r.parquet", keep_work=True)
+    again = screen(cfg, tmp_path / "r.parquet")  # every partition read back from the work folder
+    assert first.domain_warnings == again.domain_warnings and len(first.domain_warnings) == 1
 
 
 def test_model_scorer_shares_one_histogram_and_predicts_the_same_bits() -> None:

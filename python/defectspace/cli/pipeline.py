@@ -129,4 +129,6 @@ def cmd_screen(args: argparse.Namespace) -> int:
     summary = dataclasses.replace(summary, wall_seconds=time.perf_counter() - started,
                                   phase_seconds={"read input + models": prepared, **summary.phase_seconds})
     print(format_summary(summary), file=sys.stderr)
+    for line in summary.domain_warnings:
+        print(f"warning: {line}", file=sys.stderr)
     return 0

@@ -46,17 +46,18 @@ from defectspace.canonical import Canonicalizer, key_to_string
 from defectspace.io import OnError, PlacementTable, atomic_path
 from defectspace.lattice import Lattice
 from defectspace.placement import format_2dmd
+from defectspace.predict.domain import FlagCounts, TrainingDomain, flag_counts
 
 if TYPE_CHECKING:
     from defectspace.predict import PropertyPredictor
 
-WORK_FORMAT = 2
+WORK_FORMAT = 3
+"""Version of the work-folder layout; a mismatch refuses to resume (2: one Arrow key file per chunk,
+Arrow partition outputs; 3: partitions hold the ``<property>_out_of_domain`` columns and counts)."""
 
 CHECKSUM_SUFFIX = ".sha256"
 """Every work file ``NAME`` has ``NAME.sha256`` beside it (sha256 and size), written after it: a
 flipped byte, a truncated or a deleted file is found on resume and that file computed again."""
-"""Version of the work-folder layout; a mismatch refuses to resume (2: one Arrow key file per chunk,
-Arrow partition outputs)."""
 
 SCORE_BATCH = 2048
 """Classes decoded and scored at once: the histogram descriptor of a batch (2048 x 174 float64,
@@ -169,6 +170,9 @@ class ScreenSummary:
     worker_cpu_seconds: tuple[float, ...] = ()
     """CPU seconds (user + system) of each Dask worker process over its life, largest first
     (empty without Dask): the busiest one bounds the wall time on idle cores."""
+    domain_warnings: tuple[str, ...] = ()
+    """One sentence per predictor that finds kept classes outside its training domain (their
+    ``<property>_out_of_domain`` column is true): the command line prints them as warnings."""
 
 
 # ----------------------------------------------------------------------------- folders and URLs
@@ -382,6 +386,27 @@ class ModelScorer:
         keep = np.zeros(len(states), dtype=bool)
         keep[rows[ok]] = True
         return keep, {name: np.asarray(values[name])[ok] for name in names}
+
+    @property
+    def domains(self) -> dict[str, TrainingDomain]:
+        """The training domain of each predictor that records one."""
+        out: dict[str, TrainingDomain] = {}
+        for name, m in self.models.items():
+            domain = getattr(m, "domain", None)
+            if domain is not None:
+                out[name] = domain
+        return out
+
+    def domain_flags(self, states: NDArray[np.uint8]) -> dict[str, NDArray[np.uint8]]:
+        """Per predictor with a training domain, why each placement lies outside it (bits of
+        :mod:`defectspace.predict.domain`; 0 inside). One histogram serves them all."""
+        from defectspace.descriptors import defect_histogram
+
+        domains = self.domains
+        if not domains:
+            return {}
+        hist = defect_histogram(states, self.lattice, self.n_threads)
+        return {name: d.flags(hist) for name, d in domains.items()}
 
     def embed(self, states: NDArray[np.uint8]) -> NDArray[np.float32]:
         from defectspace.ml.embedder import Embedder
@@ -739,7 +764,8 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads:
     if folder.ready(out_name, redone):
         with _reading(folder, out_name) as source:
             meta = pa.ipc.open_file(source).schema.metadata or {}
-        return {"times": {}, "distinct": int(meta.get(b"distinct", b"0")), "redone": []}
+        return {"times": {}, "distinct": int(meta.get(b"distinct", b"0")), "redone": [],
+                "domain": json.loads(meta.get(b"domain", b"{}"))}
     lat = _lattice(cfg.lattice)
     _worker_blas_threads(n_threads)
     canon = Canonicalizer(lat, cfg.subgroup, n_threads)
@@ -781,11 +807,18 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads:
         kept_states.append(states)
     kept = np.concatenate(kept_states) if kept_states else np.zeros((0, lat.n_sites), np.uint8)
 
-    # the other properties and the embeddings, for the kept classes only
+    # the other properties, the domain flags and the embeddings, for the kept classes only
     others = [name for name in score.names if name not in filter_names]
     embeddings: list[NDArray[np.float32]] = []
+    domain_flags = getattr(score, "domain_flags", None)
+    flags: dict[str, list[NDArray[np.uint8]]] = {}
     for start in range(0, len(kept), SCORE_BATCH):
         states = kept[start:start + SCORE_BATCH]
+        if domain_flags is not None:
+            t = time.perf_counter()
+            for name, f in domain_flags(states).items():
+                flags.setdefault(name, []).append(f)
+            times["predict"] += time.perf_counter() - t
         if others:
             t = time.perf_counter()
             values = score.predict(states, others)
@@ -812,20 +845,28 @@ def run_partition(cfg_json: str, work: str, part: int, n_chunks: int, n_threads:
         "first_chunk": pa.array(cls.chunk[sel]),
         "first_row": pa.array(cls.row[sel]),
     }
+    domain_counts: dict[str, list[int]] = {}
     for name in score.names:
         parts = columns[name]
         out[name] = pa.array(np.concatenate(parts) if parts else np.zeros(0, np.float64))
+    if domain_flags is not None:
+        for name in getattr(score, "domains", {}):
+            f = np.concatenate(flags[name]) if name in flags else np.zeros(0, np.uint8)
+            out[f"{name}_out_of_domain"] = pa.array(f > 0)
+            c = flag_counts(f)
+            domain_counts[name] = [c.total, c.outside, *c.by_reason]
     if cfg.embed:
         emb = np.concatenate(embeddings) if embeddings else np.zeros((0, 0), np.float32)
         dim = emb.shape[1] if len(emb) else _embedding_dim(score, lat)
         for j in range(dim):
             out[f"emb_{j}"] = pa.array(emb[:, j] if len(emb) else np.zeros(0, np.float32))
-    table = pa.table(out).replace_schema_metadata({"distinct": str(distinct)})
+    table = pa.table(out).replace_schema_metadata({"distinct": str(distinct),
+                                                   "domain": json.dumps(domain_counts)})
     with folder.write(out_name) as fh, pa.ipc.new_file(fh, table.schema) as writer:
         writer.write_table(table)
     times["format + write"] = time.perf_counter() - t
     times[TASK_CPU] = time.thread_time() - cpu
-    return {"times": times, "distinct": distinct, "redone": redone}
+    return {"times": times, "distinct": distinct, "redone": redone, "domain": domain_counts}
 
 
 def _embedding_dim(score: Scorer, lattice: Lattice) -> int:
@@ -1057,10 +1098,9 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
     if scheduler not in (None, "none", "local-process") and work.protocol == "memory":
         raise ValueError(f"the work folder {work_url} lives in this process's memory; Dask workers "
                          "cannot reach it (give a shared path or an object-store URL)")
-    if scorer is not None:
-        check_ranges(cfg, scorer.names)
-    else:
-        check_ranges(cfg, default_scorer(cfg.model, cfg.predictors, _lattice(cfg.lattice)).names)
+    probe = scorer if scorer is not None else default_scorer(cfg.model, cfg.predictors, _lattice(cfg.lattice))
+    check_ranges(cfg, probe.names)
+    domains: Mapping[str, TrainingDomain] = getattr(probe, "domains", {})
     cfg_json = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
     stamp = {"format": WORK_FORMAT, "fingerprint": cfg.fingerprint()}
     redone: list[str] = []
@@ -1117,12 +1157,16 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
             phases["chunks"] = time.perf_counter() - t
             t = time.perf_counter()
             distinct = 0
+            outside = {name: FlagCounts(0, 0, (0, 0, 0)) for name in domains}
             part_args = [(cfg_json, work_url, p, n_chunks, runner.task_threads)
                          + ((scorer,) if scorer else ()) for p in range(cfg.n_partitions)]
             for result in runner.map(run_partition, part_args, "predict + filter", "partition"):
                 times.add(result["times"])
                 distinct += result["distinct"]
                 redone.extend(result.get("redone", []))
+                for name, (n, n_out, *why) in result.get("domain", {}).items():
+                    if name in outside:
+                        outside[name] += FlagCounts(n, n_out, (why[0], why[1], why[2]))
             phases["partitions"] = time.perf_counter() - t
         worker_peak = runner.worker_peak_rss_mib()
         worker_cpu = runner.worker_cpu_seconds()
@@ -1148,9 +1192,11 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
     if not keep_work:
         work.remove()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    warnings = tuple(w for name, d in domains.items()
+                     if (w := d.describe_counts(outside[name], name, "kept classes")) is not None)
     return ScreenSummary(generated, skipped, distinct, kept, time.perf_counter() - t0, times.seconds,
                          peak, out_url, worker_peak, runner.task_threads, runner.workers, phases,
-                         tuple(redone), worker_cpu)
+                         tuple(redone), worker_cpu, warnings)
 
 
 def format_summary(s: ScreenSummary) -> str:

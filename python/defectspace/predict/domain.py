@@ -34,6 +34,28 @@ REASONS = {COUNT: "defect count outside the training range",
 
 
 @dataclass(frozen=True)
+class FlagCounts:
+    """How many placements of a batch lie outside a domain, in all and per reason."""
+
+    total: int
+    outside: int
+    by_reason: tuple[int, int, int]
+    """Placements with the :data:`COUNT`, :data:`COMPOSITION`, :data:`PAIRS` bit."""
+
+    def __add__(self, other: FlagCounts) -> FlagCounts:
+        return FlagCounts(self.total + other.total, self.outside + other.outside,
+                          (self.by_reason[0] + other.by_reason[0], self.by_reason[1] + other.by_reason[1],
+                           self.by_reason[2] + other.by_reason[2]))
+
+
+def flag_counts(flags: ArrayLike) -> FlagCounts:
+    """Counts of a batch's :meth:`TrainingDomain.flags`."""
+    f = np.asarray(flags, dtype=np.uint8)
+    c, m, p = (int(((f & b) > 0).sum()) for b in (COUNT, COMPOSITION, PAIRS))
+    return FlagCounts(int(f.size), int((f > 0).sum()), (c, m, p))
+
+
+@dataclass(frozen=True)
 class TrainingDomain:
     """Defect counts, per-kind amounts and defect pairs seen in training."""
 
@@ -73,16 +95,20 @@ class TrainingDomain:
         out |= np.where(unseen, PAIRS, 0).astype(np.uint8)
         return out
 
-    def describe(self, flags: ArrayLike, target: str = "the model") -> str | None:
+    def describe(self, flags: ArrayLike, target: str = "the model", what: str = "placements") -> str | None:
         """One sentence on how many placements lie outside the domain and why, or None."""
-        f = np.asarray(flags, dtype=np.uint8)
-        n_out = int((f > 0).sum())
-        if n_out == 0:
+        return self.describe_counts(flag_counts(flags), target, what)
+
+    def describe_counts(self, counts: FlagCounts, target: str = "the model",
+                        what: str = "placements") -> str | None:
+        """:meth:`describe` from counts gathered in pieces (:func:`flag_counts`, summed), as a
+        screen's partitions report them."""
+        if counts.outside == 0:
             return None
-        why = ", ".join(f"{REASONS[b]}: {int(((f & b) > 0).sum())}" for b in (COUNT, COMPOSITION, PAIRS)
-                        if ((f & b) > 0).any())
+        why = ", ".join(f"{REASONS[b]}: {n}" for b, n in zip((COUNT, COMPOSITION, PAIRS), counts.by_reason,
+                                                             strict=True) if n)
         lo, hi = self.n_defects
-        return (f"{n_out} of {len(f)} placements lie outside the training domain of {target} "
+        return (f"{counts.outside} of {counts.total} {what} lie outside the training domain of {target} "
                 f"(trained on {lo}-{hi} defects; {why}); their predictions extrapolate and carry a "
                 f"widened uncertainty")
 
