@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from defectspace.cli.common import add_command, add_input, add_output
+from defectspace.cli.core import add_lattice_option, lattice_of
 
 
 def register(subparsers: Any) -> None:
@@ -43,6 +44,10 @@ def register(subparsers: Any) -> None:
               help="folder of CIFs for a CSV INPUT (default: 2DMD tar)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--no-openblas", action="store_true", help="xtb: do not LD_PRELOAD OpenBLAS")
+    add_lattice_option(p, help="the lattice of INPUT's defects: a preset or a unit-cell CIF "
+                               "(default: MoS2, 2DMD's 8x8 cell and CIFs; on another lattice the "
+                               "structures are built from the placements and E_pristine is its "
+                               "pristine supercell)")
     p.set_defaults(handler=cmd_label)
 
 
@@ -60,6 +65,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.timeout > 0:
         raise ValueError(f"--timeout must be positive, got {args.timeout}")
     ids = read_ids(args.ids_from) if args.ids_from else None
+    lattice = lattice_of(args)
     counts = label_structures(
         args.input,
         args.output,
@@ -72,6 +78,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         use_openblas=not args.no_openblas,
         retry_failed=args.retry_failed,
         timeout=args.timeout,
+        lattice=lattice,
     )
     again = [f"{counts[k]} {what}" for k, what in (("changed", "whose input changed"),
                                                     ("retried", "failed before")) if counts[k]]

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from ase import Atoms
 
 from defectspace.engines.references import References, engine_references
+from defectspace.lattice import Lattice
 
 
 class Engine(Protocol):
@@ -20,7 +21,8 @@ class Engine(Protocol):
     ``homo_lumo_gap`` in eV). ``setup`` loads models (called once per worker process, after
     ``torch.set_num_threads(1)``); instances must be picklable before ``setup``. An optional
     ``requires`` tuple names the packages the engine imports: the driver checks them before it
-    writes anything or starts a worker.
+    writes anything or starts a worker. ``references()`` is for 2DMD's MoS2 8x8; a run on another
+    lattice calls ``references(lattice=...)`` (E_pristine of that lattice's pristine supercell).
     """
 
     name: str
@@ -34,7 +36,7 @@ class Engine(Protocol):
 
     def compute(self, atoms: Atoms) -> dict[str, float]: ...
 
-    def references(self) -> References | None: ...
+    def references(self, lattice: Lattice | None = None) -> References | None: ...
 
 
 class CalculatorEngine(abc.ABC):
@@ -76,5 +78,5 @@ class CalculatorEngine(abc.ABC):
     def compute(self, atoms: Atoms) -> dict[str, float]:
         return {"energy": self.energy(atoms)}
 
-    def references(self) -> References:
-        return engine_references(self.energy)
+    def references(self, lattice: Lattice | None = None) -> References:
+        return engine_references(self.energy, lattice)

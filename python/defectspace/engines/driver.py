@@ -166,9 +166,12 @@ def structures_for_ids(ids: Iterable[str], source: str | Path | None = None) -> 
 def _structures_or_built(ids: Sequence[str], source: str | Path | None,
                          rows: InputRows) -> dict[str, Atoms]:
     """2DMD's unrelaxed CIFs (or ``source``'s) where an id has one; otherwise, for a CSV row with
-    defects, the unrelaxed structure of its placement."""
+    defects, the unrelaxed structure of its placement. On a lattice other than 2DMD's MoS2
+    (:attr:`InputRows.built`) every CSV row is built from its placement (2DMD's CIFs are MoS2)."""
     if source is not None:
         return structures_for_ids(ids, source)
+    if rows.built:
+        return {i: placement_to_atoms(_states_or_fail(rows, i), rows.lattice) for i in ids}
     try:
         index = _cif_index(str(_extract_tar_once(find_2dmd(UNRELAXED)).resolve()))
     except (FileNotFoundError, ValueError):
@@ -183,6 +186,13 @@ def _structures_or_built(ids: Sequence[str], source: str | Path | None,
             raise KeyError(f"id {i} has no CIF and no defects to build it from")
         out[i] = placement_to_atoms(states, rows.lattice)
     return {i: out[i] for i in ids}
+
+
+def _states_or_fail(rows: InputRows, sid: str) -> NDArray[np.uint8]:
+    states = rows.states_of(sid)
+    if states is None:
+        raise KeyError(f"id {sid} has no defects to build its structure from")
+    return states
 
 
 # ---------------------------------------------------------------------------------------------
@@ -573,6 +583,9 @@ class InputRows:
     lattice: Lattice = dataclasses.field(default_factory=mos2_2dmd)
     index: dict[str, int] = dataclasses.field(default_factory=dict)
     """Row of each id."""
+    built: bool = False
+    """Structures are built from the placements on :attr:`lattice` (a lattice other than 2DMD's
+    MoS2 8x8: no 2DMD CIF is looked up)."""
 
     def __post_init__(self) -> None:
         if not self.index:
@@ -597,8 +610,14 @@ class InputRows:
         return hashlib.sha256(data).hexdigest()
 
 
-def read_input(path: str | Path, structures: str | Path | None = None) -> InputRows:
+def read_input(path: str | Path, structures: str | Path | None = None,
+               lattice: Lattice | None = None) -> InputRows:
     """Read INPUT: a CSV with columns ``id`` and ``defects`` (2DMD form), or a folder of CIFs.
+
+    ``lattice`` (default: 2DMD's MoS2 8x8, :func:`mos2_2dmd`) is the lattice the defects are
+    placements of and the CIFs are mapped onto. On another lattice (e.g. ``Lattice.preset("WSe2",
+    (8, 8))``) a CSV needs ``defects``, and each structure is built from its placement
+    (:func:`defectspace.structure.placement_to_atoms`) unless ``structures`` gives CIFs.
 
     A CSV is read by :func:`defectspace.io.read_table` (a byte order mark and CRLF line ends are
     accepted; an empty, binary or malformed file is refused naming it). For a CSV the structures
@@ -613,17 +632,24 @@ def read_input(path: str | Path, structures: str | Path | None = None) -> InputR
     from defectspace.io import InputError, placements_from_table, read_table
 
     p = Path(path)
+    own = lattice is None or _is_2dmd_lattice(lattice)
+    lattice = mos2_2dmd() if own or lattice is None else lattice
     if p.is_dir():
         names = sorted(_cif_index(str(p.resolve())))
-        return InputRows(ids=names, placements=None, source=p)
+        if own:
+            return InputRows(ids=names, placements=None, source=p)
+        return InputRows(ids=names, placements=None, source=p, lattice=lattice)
     if not p.is_file():
         raise InputError(f"input {p} is neither a CSV file nor a folder of CIF files")
-    lattice = mos2_2dmd()
     source = Path(structures) if structures else None
     df = read_table(p, required=("id",), columns=["id", "defects"])
     if "defects" in df.columns:
         table = placements_from_table(df, p, lattice)  # names a bad row's line; refuses repeated ids
-        return InputRows(ids=table.ids, placements=table.states, source=source, lattice=lattice)
+        return InputRows(ids=table.ids, placements=table.states, source=source, lattice=lattice,
+                         built=not own and source is None)
+    if not own and source is None:
+        raise InputError(f"{p}: no defects column; on {lattice!r} the structures are built from "
+                         "the placements (or give --structures, a folder of CIFs)")
     ids = [str(i) for i in df["id"]]
     dup = df["id"].duplicated().to_numpy()
     if dup.any():
@@ -632,7 +658,13 @@ def read_input(path: str | Path, structures: str | Path | None = None) -> InputR
     return InputRows(ids=ids, placements=None, source=source, lattice=lattice)
 
 
-def _load_or_make_references(engine: Engine, sidecar: Path) -> References | None:
+def _is_2dmd_lattice(lattice: Lattice) -> bool:
+    """``lattice`` is 2DMD's MoS2 8x8 (same cell, basis, supercell and defects)."""
+    return lattice.same_as(mos2_2dmd())
+
+
+def _load_or_make_references(engine: Engine, sidecar: Path,
+                             lattice: Lattice | None = None) -> References | None:
     if engine.kind != "energy":
         return None
     if sidecar.is_file():
@@ -645,7 +677,7 @@ def _load_or_make_references(engine: Engine, sidecar: Path) -> References | None
                 e_pristine=float(meta["E_pristine"]),
                 details=dict(meta.get("reference_details", {})),
             )
-    refs = engine.references()
+    refs = engine.references() if lattice is None else engine.references(lattice=lattice)
     if refs is None:
         raise ValueError(f"energy engine {engine.name!r} returned no references")
     return refs
@@ -711,6 +743,7 @@ def label_structures(
     use_openblas: bool = True,
     retry_failed: bool = False,
     timeout: float | None = None,
+    lattice: Lattice | None = None,
 ) -> dict[str, int]:
     """Label the structures of ``input_path`` with ``engine`` and append rows to ``output``.
 
@@ -731,7 +764,10 @@ def label_structures(
     ``LD_PRELOAD`` (``use_openblas=False`` or ``DEFECTSPACE_OPENBLAS=off`` disables). Torch in
     this process is set to one thread (references and in-process work use it).
     ``structure_loader(ids, source)`` replaces :func:`structures_for_ids` (e.g. atoms built from
-    placements). Returns counts ``{"done_before", "computed", "ok", "failed", "changed",
+    placements). ``lattice`` (default: 2DMD's MoS2 8x8) is the lattice of the input's placements
+    (:func:`read_input`); on another one the structures are built from the placements, E_pristine
+    is that lattice's pristine supercell (``engine.references(lattice=...)``) and the sidecar
+    records the lattice. Returns counts ``{"done_before", "computed", "ok", "failed", "changed",
     "retried"}`` (``changed`` and ``retried`` rows are among the computed ones, or still to do).
     """
     eng = make_engine(engine) if isinstance(engine, str) else engine
@@ -746,7 +782,8 @@ def label_structures(
     check_engine(eng)
     out = Path(output)
     columns = _columns_for(eng)
-    rows = read_input(input_path, structures)
+    rows = read_input(input_path, structures, lattice)
+    other = rows.lattice is not mos2_2dmd()
     wanted = list(rows.ids)
     if ids is not None:
         unknown = [i for i in ids if i not in rows.index]
@@ -785,7 +822,7 @@ def label_structures(
         _init_worker(eng)
     sidecar = sidecar_path(out)
     _one_thread()
-    refs = _load_or_make_references(eng, sidecar)
+    refs = _load_or_make_references(eng, sidecar, rows.lattice if other else None)
     loader = structure_loader or (lambda chunk, src: _structures_or_built(chunk, src, rows))
     pool: _Workers | None = None
     if not in_process:
@@ -805,6 +842,13 @@ def label_structures(
             if rows.source is not None
             else "2DMD unrelaxed CIFs (mos2_unrelaxed.tar.xz)",
         }
+        if other:
+            extra["lattice"] = rows.lattice.describe()
+            if rows.built:
+                extra["structures"] = (
+                    f"built from the placements on {rows.lattice.name} "
+                    f"{rows.lattice.supercell[0]}x{rows.lattice.supercell[1]} "
+                    "(defectspace.structure.placement_to_atoms, unrelaxed preset geometry)")
         if eng.name == "xtb":
             extra["blas"] = pool.blas if pool is not None else loaded_blas()
         _write_sidecar(sidecar, eng, refs, str(input_path), extra)

@@ -93,7 +93,7 @@ _EXP_BCC = {"Mo": 3.147, "W": 3.165}
 _EXP_MX2 = {"S": (3.160, 1.586), "Se": (3.288, 1.669)}
 
 
-def engine_references(energy: Callable[[Atoms], float]) -> References:
+def engine_references(energy: Callable[[Atoms], float], lattice: Lattice | None = None) -> References:
     """Chemical potentials and pristine energy with one engine's ``energy(atoms)`` (eV).
 
     * mu(Mo), mu(W): energy per atom of bcc metal, lattice constant relaxed with the engine
@@ -101,7 +101,11 @@ def engine_references(energy: Callable[[Atoms], float]) -> References:
     * mu(S) = (E(MoS2 per f.u.) - mu(Mo)) / 2 and mu(Se) = (E(MoSe2 per f.u.) - mu(Mo)) / 2, with
       the monolayer 2H unit cells relaxed with the engine in ``a`` and the chalcogen height
       (Nelder-Mead from the experimental values).
-    * E_pristine: the pristine 8x8 MoS2 in 2DMD's unrelaxed geometry (:func:`mos2_2dmd`).
+    * E_pristine: the pristine 8x8 MoS2 in 2DMD's unrelaxed geometry (:func:`mos2_2dmd`), or the
+      pristine supercell of ``lattice`` (e.g. WSe2 8x8) in its preset geometry when one is given.
+
+    The chemical potentials do not depend on ``lattice``: every host shares one set (as 2DMD's
+    VASP values do).
     """
     from scipy.optimize import minimize, minimize_scalar
 
@@ -128,11 +132,16 @@ def engine_references(energy: Callable[[Atoms], float]) -> References:
         details[f"a_Mo{chalcogen}2"] = float(res.x[0])
         details[f"h_{chalcogen}"] = float(res.x[1])
         details[f"E_Mo{chalcogen}2_per_fu"] = e_fu
-    lattice = mos2_2dmd()
+    own = lattice is None
+    lattice = mos2_2dmd() if lattice is None else lattice
     e_pristine = float(energy(placement_to_atoms(np.zeros(lattice.n_sites, dtype=np.uint8), lattice)))
     details["E_pristine_per_fu"] = e_pristine / lattice.n_cells
     details["method"] = (
         "bcc metals and monolayer MoX2 relaxed with the engine; mu_X = (E(MoX2)/f.u. - mu_Mo)/2; "
-        "E_pristine from 2DMD's unrelaxed 8x8 geometry"
+        + ("E_pristine from 2DMD's unrelaxed 8x8 geometry" if own else
+           f"E_pristine from the pristine {lattice.name} {lattice.supercell[0]}x{lattice.supercell[1]} "
+           "supercell in the preset's geometry (defectspace.structure.placement_to_atoms)")
     )
+    if not own:
+        details["E_pristine_lattice"] = lattice.describe()
     return References(mu=mu, e_pristine=e_pristine, details=details)

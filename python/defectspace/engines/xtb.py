@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from defectspace.lattice import Lattice
+
 
 def find_openblas() -> str | None:
     """Path of an OpenBLAS shared library for ``LD_PRELOAD``, or ``None``.
@@ -122,5 +124,5 @@ class XTBEngine:
             "homo_lumo_gap": lumo - homo,
         }
 
-    def references(self) -> None:
+    def references(self, lattice: Lattice | None = None) -> None:
         return None
