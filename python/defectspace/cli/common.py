@@ -155,8 +155,34 @@ def check_output(spec: OutputArgument, path: Path) -> None:
         raise InputError(f"{name}: cannot write in {existing} (permission denied)")
 
 
+_SHIPPED = {"embedder": "models", "predictor": "predictors"}
+"""Folders under the package's ``data/`` holding the shipped checkpoints of each kind."""
+
+
+def shipped_checkpoint(kind: InputKind, value: str) -> Path | None:
+    """The shipped checkpoint an ``embedder`` / ``predictor`` input names by its folder name
+    (``--model wse2_8x8``, ``--model wse2_8x8_formation_energy_per_site``), or None."""
+    if kind not in _SHIPPED or not value or Path(value).exists() or "/" in value or "\\" in value:
+        return None
+    folder = Path(__file__).resolve().parents[1] / "data" / _SHIPPED[kind] / value
+    return folder if folder.is_dir() else None
+
+
+def _resolve_shipped(args: argparse.Namespace) -> None:
+    """Replaces the name of a shipped checkpoint given as a model input by its folder."""
+    for spec in getattr(args, "cli_inputs", ()):
+        value = getattr(args, spec.dest, None)
+        if value is None or spec.kind not in _SHIPPED:
+            continue
+        values = value if isinstance(value, list) else [value]
+        resolved = [str(shipped_checkpoint(spec.kind, str(v)) or v) for v in values]
+        setattr(args, spec.dest, resolved if isinstance(value, list) else resolved[0])
+
+
 def check_arguments(args: argparse.Namespace) -> None:
-    """Checks the declared inputs and outputs of a parsed command line before any work."""
+    """Checks the declared inputs and outputs of a parsed command line before any work (a model
+    input may name a shipped checkpoint by its folder name: :func:`shipped_checkpoint`)."""
+    _resolve_shipped(args)
     inputs = input_paths(args)
     for spec, path in inputs:
         check_input(spec, path)

@@ -55,7 +55,8 @@ def register(subparsers: Any) -> None:
               help="CSV with columns id,defects (2DMD form), or CIF structures; other columns are kept")
     add_output(p, "-o", "--output", required=True, help="output CSV")
     add_input(p, "--model", kind="embedder", default=None,
-              help="embedder checkpoint folder (default: the shipped one)")
+              help="embedder checkpoint folder or a shipped one's name, e.g. wse2_8x8 (default: "
+                   "the shipped mos2_8x8)")
     add_lattice_option(p, default=None, help="preset or CIF (default: the model's)")
     p.add_argument("--exact", action="store_true",
                    help="embed canonical forms: exactly equal embeddings for equivalent placements")

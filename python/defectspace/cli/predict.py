@@ -70,7 +70,9 @@ def register(subparsers: Any) -> None:
               help="CSV with columns id,defects (2DMD form), or CIF structures")
     add_output(p, "-o", "--output", required=True, help="output CSV")
     add_input(p, "--model", kind="predictor", action="append", default=None,
-              help="a saved predictor directory (repeat for several; default: shipped ones)")
+              help="a saved predictor directory or a shipped one's name, e.g. "
+                   "wse2_8x8_formation_energy_per_site (repeat for several; default: the shipped "
+                   "MoS2 8x8 ones)")
     add_input(p, "--lattice", kind="lattice", default=None,
               help="check that the models fit this lattice (preset or unit-cell CIF)")
     p.add_argument("--supercell", default="8x8", help="supercell for --lattice (default: 8x8)")
