@@ -269,6 +269,11 @@ def test_metrics_helpers() -> None:
     assert roc_auc(np.array([1.0]), np.array([1.0])) == 0.5
     thr = best_threshold(np.array([0.1, 0.2]), np.array([0.5, 0.9]))
     assert 0.2 < thr < 0.5
+    # equivalents at rounding, negatives over decades: the log-scale midpoint (3.2e-4 here), not
+    # half the smallest negative (0.035), which a fresh negative at 0.008 would fall below
+    thr = best_threshold(np.array([0.0, 1e-6]), np.array([0.1, 0.07, 0.5]))
+    assert 1e-6 < thr < 1e-3
+    assert best_threshold(np.array([0.0, 0.0]), np.array([0.07, 0.5])) < 0.008
 
 
 # --------------------------------------------------------------------------- command line

@@ -64,10 +64,23 @@ def roc_auc(pos_scores: NDArray[np.float64], neg_scores: NDArray[np.float64]) ->
     return float((ranks[:n_p].sum() - n_p * (n_p + 1) / 2) / (n_p * n_n))
 
 
+ROUNDING_DISTANCE = 1e-7
+"""Distances below this (float32 rounding of unit-length embeddings) count as this for thresholds."""
+
+
 def best_threshold(d_pos: NDArray[np.float64], d_neg: NDArray[np.float64]) -> float:
-    """Distance threshold maximizing accuracy on (d_pos, d_neg); midpoint between neighbours."""
+    """Distance threshold maximizing accuracy on (d_pos, d_neg): the geometric midpoint of the
+    neighbours it falls between (distances floored at ``ROUNDING_DISTANCE``).
+
+    Equivalent placements sit at float rounding (1e-6) and inequivalent ones spread over decades
+    (1e-3 to 1), so the arithmetic midpoint of a gap (half the smallest negative seen) can misplace
+    fresh negatives that lie closer, though far above every positive; the midpoint on the log scale
+    keeps the same margin in ratio on both sides.
+    """
     allv = np.unique(np.concatenate([d_pos, d_neg]))
-    cands = np.concatenate([[allv[0] - 1e-9], (allv[1:] + allv[:-1]) / 2, [allv[-1] + 1e-9]])
+    lo = np.maximum(allv[:-1], ROUNDING_DISTANCE)
+    mids = np.where(allv[1:] > lo, np.sqrt(lo * allv[1:]), (allv[1:] + allv[:-1]) / 2)
+    cands = np.concatenate([[allv[0] - 1e-9], mids, [allv[-1] + 1e-9]])
     sp, sn = np.sort(d_pos), np.sort(d_neg)
     correct = np.searchsorted(sp, cands, side="left") + (sn.size - np.searchsorted(sn, cands, side="left"))
     return float(cands[int(np.argmax(correct))])
