@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
         example="defectspace label placements.csv -o labels.csv --engine xtb",
         description=(
             "Compute labels with SevenNet-0 / CHGNet (energy, 2DMD formation energy) or GFN1-xTB "
-            "(HOMO-LUMO gap) and append them to OUTPUT row by row; rerun to resume."
+            "(HOMO-LUMO gap) and append them to OUTPUT row by row; rerun to resume. Placements "
+            "of another lattice (--lattice WSe2 --supercell 8x8) are built into structures from "
+            "their defects."
         ),
     )
     add_input(p, "input", kind="placements", metavar="INPUT",

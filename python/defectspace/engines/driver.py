@@ -13,7 +13,9 @@ Runs are resumable: rows already present in the output are skipped, a half-writt
 reason instead of stopping the run. Every row is flushed and fsync'ed as soon as it is computed.
 
 Placements and structures come from the core: a CSV's ``defects`` are parsed onto 2DMD's lattice
-(:func:`defectspace.placement.parse_2dmd`); structures are 2DMD's unrelaxed CIFs (the tar found by
+(:func:`defectspace.placement.parse_2dmd`), or onto another lattice given as ``lattice`` (``label
+--lattice WSe2 --supercell 8x8``: every structure is then built from its placement, and E_pristine
+is that lattice's pristine supercell); structures are 2DMD's unrelaxed CIFs (the tar found by
 :mod:`defectspace.datasets`, extracted once into a cache folder), a folder of CIFs
 (:func:`defectspace.structure.read_cif_bytes`, ids by :func:`defectspace.structure.structure_id`)
 or, for a placement without a CIF, its unrelaxed structure
