@@ -188,7 +188,7 @@ def preset_site_order(name: str) -> str:
 
 
 def parse_defects(text: str) -> dict[str, tuple[str, ...]]:
-    """``"B->V,B->C,N->V"`` as ``{"B": ("V", "C"), "N": ("V",)}`` (the ``--defects`` option).
+    """``"B->V,B->C,N->V"`` as ``{"B": ("V", "C"), "N": ("V",)}`` (command-line form).
 
     Raises:
         ValueError: an item is not ``HOST->SPECIES``, names no element, or repeats.
@@ -198,19 +198,19 @@ def parse_defects(text: str) -> dict[str, tuple[str, ...]]:
     out: dict[str, list[str]] = {}
     items = [t.strip() for t in str(text).split(",") if t.strip()]
     if not items:
-        raise ValueError(f"--defects lists substitutions and vacancies such as 'B->V,B->C', got {text!r}")
+        raise ValueError(f"defects are listed like 'B->V,B->C' (substitutions and vacancies), got {text!r}")
     for item in items:
         host, sep, species = (t.strip() for t in item.partition("->"))
         if not sep or not host or not species:
-            raise ValueError(f"--defects items look like 'B->C' (a substitution) or 'B->V' (a vacancy), "
+            raise ValueError(f"defects look like 'B->C' (a substitution) or 'B->V' (a vacancy), "
                              f"got {item!r}")
         for what, el in (("host", host), ("species", species)):
             if el not in chemical_symbols[1:] and not (what == "species" and el == VACANCY):
-                raise ValueError(f"--defects {item}: {el!r} is no element symbol")
+                raise ValueError(f"{item}: {el!r} is no element symbol")
         if host == species:
-            raise ValueError(f"--defects {item}: a {host} site cannot be substituted by {host}")
+            raise ValueError(f"{item}: a {host} site cannot be substituted by {host}")
         if species in out.setdefault(host, []):
-            raise ValueError(f"--defects lists {item} twice")
+            raise ValueError(f"{item} is listed twice")
         out[host].append(species)
     return {h: tuple(v) for h, v in out.items()}
 
