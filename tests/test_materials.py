@@ -51,7 +51,7 @@ def test_parse_defects_and_presets_with_defects() -> None:
     lat = resolve_lattice("hBN", "4x4", "B->C,N->V")
     assert [k.label for k in lat.kinds] == ["B->C", "N->V"]
     for bad, match in [("B->", "look like"), ("B-C", "look like"), ("B->Xx", "no element"),
-                       ("B->B", "cannot be substituted"), ("B->C,B->C", "twice"), ("", "lists")]:
+                       ("B->B", "cannot be substituted"), ("B->C,B->C", "twice"), ("", "listed like")]:
         with pytest.raises(ValueError, match=match):
             parse_defects(bad)
     with pytest.raises(ValueError, match="host absent from the cell"):
