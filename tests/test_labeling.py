@@ -479,7 +479,7 @@ def test_timeout_makes_a_hanging_structure_a_failed_row(
     assert (counts["ok"], counts["failed"]) == (2, 1)
     rows = {r["id"]: r for r in L.read_label_csv(out)}
     assert rows["hang"]["status"] == "failed"
-    assert rows["hang"]["error"].startswith("Timeout: no result within --timeout 5 s")
+    assert rows["hang"]["error"].startswith("Timeout: no result within 5 s")
     assert rows["a"]["status"] == rows["b"]["status"] == "ok"
 
 

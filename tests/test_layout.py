@@ -107,9 +107,6 @@ def test_no_import_cycle() -> None:
 _OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 audit: lattice.parse_defects names --defects, "
-                   "predict/fit.py --target and --structures, engines/driver.py --timeout; "
-                   "remove this mark once they name no option")
 def test_library_messages_name_no_command_line_option() -> None:
     """Below cli/ a message names what was wrong, not the option that gave it: the command line
     adds its option names (cli.core.lattice_from puts '--lattice ... --defects ...:' in front)."""

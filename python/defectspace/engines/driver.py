@@ -13,9 +13,9 @@ Runs are resumable: rows already present in the output are skipped, a half-writt
 reason instead of stopping the run. Every row is flushed and fsync'ed as soon as it is computed.
 
 Placements and structures come from the core: a CSV's ``defects`` are parsed onto 2DMD's lattice
-(:func:`defectspace.placement.parse_2dmd`), or onto another lattice given as ``lattice`` (``label
---lattice WSe2 --supercell 8x8``: every structure is then built from its placement, and E_pristine
-is that lattice's pristine supercell); structures are 2DMD's unrelaxed CIFs (the tar found by
+(:func:`defectspace.placement.parse_2dmd`), or onto another lattice given as ``lattice`` (e.g.
+WSe2 8x8: every structure is then built from its placement, and E_pristine is that lattice's
+pristine supercell); structures are 2DMD's unrelaxed CIFs (the tar found by
 :mod:`defectspace.datasets`, extracted once into a cache folder), a folder of CIFs
 (:func:`defectspace.structure.read_cif_bytes`, ids by :func:`defectspace.structure.structure_id`)
 or, for a placement without a CIF, its unrelaxed structure
@@ -538,7 +538,7 @@ class _Workers:
                     if now - start >= self.timeout:
                         del busy[conn]
                         yield (sid, n_atoms, None, round(now - start, 3),
-                               f"Timeout: no result within --timeout {self.timeout:g} s; the "
+                               f"Timeout: no result within {self.timeout:g} s; the "
                                "worker was stopped")
                         idle.append(self._replace(w))
 
@@ -651,7 +651,7 @@ def read_input(path: str | Path, structures: str | Path | None = None,
                          built=not own and source is None)
     if not own and source is None:
         raise InputError(f"{p}: no defects column; on {lattice!r} the structures are built from "
-                         "the placements (or give --structures, a folder of CIFs)")
+                         "the placements (or give a folder of CIFs as the structures)")
     ids = [str(i) for i in df["id"]]
     dup = df["id"].duplicated().to_numpy()
     if dup.any():

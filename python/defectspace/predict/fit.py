@@ -76,8 +76,7 @@ def _column_values(df: Any, target: str, name: str, first: int, where: str) -> A
     import pandas as pd
 
     if target not in df.columns:
-        raise InputError(f"{name}: no label column {target!r}; columns: {[str(c) for c in df.columns]} "
-                         f"(give --target the name of the label column)")
+        raise InputError(f"{name}: no label column {target!r}; columns: {[str(c) for c in df.columns]}")
     raw = df[target]
     text = raw.astype(str).str.strip()
     values: Array = np.asarray(pd.to_numeric(raw.where(text != "", None), errors="coerce"),
@@ -122,7 +121,7 @@ def read_labels(path: str | Path, target: str, lattice: Lattice,
         ids, states, source = table.ids, table.states, str(p)
     else:
         if not is_structure_input(Path(structures)):
-            raise InputError(f"--structures {structures} is not a CIF file, a folder or a tar of CIFs")
+            raise InputError(f"structures {structures} is not a CIF file, a folder or a tar of CIFs")
         df = read_table(p, required=("id",))
         y = _column_values(df, target, str(p), first, where)
         read = read_placements(structures, lattice)
