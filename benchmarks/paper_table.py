@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="write uncertainty.md only (with --methods shipped: the shipped recipes alone)")
     ap.add_argument("--property-models", default=None,
                     help="folder with split<SEED>/ property-aware embedders trained without that split's "
-                         "test rows (scripts/train_property_embedder.py --exclude-split SEED)")
+                         "test rows")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     cache = Cache(Path(args.cache), args.fresh)
@@ -465,10 +465,9 @@ def main(argv: list[str] | None = None) -> int:
         "high-density sets, which have no types, a ridge on the counts of each defect kind.",
         f"SNN fine-tuned: the shipped embedder trained {FINETUNE_STEPS} more steps with a property head "
         "on the column's training rows (FE low: on SevenNet-0 labels of every non-test row), then KRR. "
-        "Property-aware SNN: the recipe of the second shipped embedder (scripts/train_property_embedder.py: "
-        "contrastive loss plus linear heads for SevenNet-0 FE/site, DFT gap, xTB gap and composition), "
-        "retrained for each split without any column's test rows of that split (FE low: splits 0-2 "
-        "of its 5), then KRR on its 12 numbers or their degree-2 expansion.",
+        "Property-aware SNN (only with --property-models): an embedder per split trained with the "
+        "contrastive loss plus property heads without any column's test rows of that split, then KRR "
+        "on its 12 numbers or their degree-2 expansion; no such embedder ships yet.",
     ]
     text_notes += notes
     text_notes.append(f"Runtime of this invocation {time.perf_counter() - t_start:.0f} s (cached rows "
