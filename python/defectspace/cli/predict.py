@@ -19,7 +19,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from defectspace.io import read_placements, report_errors, write_csv_atomic
-    from defectspace.predict import PropertyPredictor, default_model_paths, describe_domain
+    from defectspace.predict import PropertyPredictor, default_model_paths
 
     paths = [Path(m) for m in args.model] if args.model else list(default_model_paths().values())
     models = [PropertyPredictor.load(p) for p in paths]
@@ -45,12 +45,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             mean, std = m.predict(table.states, lattice), np.full(len(table.ids), np.nan)
         out[m.target] = mean
         out[f"{m.target}_std"] = std
-        out[f"{m.target}_out_of_domain"] = (m.out_of_domain(table.states, lattice) if m.domain is not None
-                                            else np.zeros(len(table.ids), dtype=bool))
-    warning = describe_domain(models, table.states, lattice) if len(table.ids) else None
-    if warning:
-        for line in warning.splitlines():
-            print(f"warning: {line}", file=sys.stderr)
+        flags = m.domain_flags(table.states, lattice)  # all zero where the domain is unknown
+        out[f"{m.target}_out_of_domain"] = flags > 0
+        warning = m.domain.describe(flags, m.target) if m.domain is not None else None
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     write_csv_atomic(out, args.output)
     print(f"predicted {len(out)} placements ({len(table.errors)} skipped) -> {args.output}",
           file=sys.stderr)
