@@ -199,6 +199,7 @@ def test_tasks_give_the_core_and_torch_the_task_thread_count(tmp_path: Path,
     monkeypatch.setattr(screening, "Canonicalizer", SpyCanonicalizer)
     monkeypatch.setattr(_core, "defect_pair_histogram", spy("histogram", _core.defect_pair_histogram))
     monkeypatch.setattr(_core, "predict_tree_ensemble", spy("trees", _core.predict_tree_ensemble))
+    monkeypatch.setattr(_core, "predict_tree_ensembles", spy("trees", _core.predict_tree_ensembles))
     cfg_json = json.dumps(asdict(config(n=700)), sort_keys=True)
     screening.run_chunk(cfg_json, str(tmp_path), 0, 1)
     assert seen["canonicalizer"] == [1]

@@ -105,3 +105,47 @@ def test_a_member_on_a_column_subset_walks_the_full_matrix_with_the_same_bits() 
         np.testing.assert_array_equal(on_copy, _numpy_walk(member, f[:, idx]))
     expected = sum(w * m.predict(np.ascontiguousarray(f[:, idx])) for w, m in zip(ens.weights_, ens.members_, strict=True))
     np.testing.assert_allclose(ens.predict(f), expected, rtol=0, atol=1e-12)
+
+
+def test_ensemble_walks_its_tree_members_together_with_each_members_bits() -> None:
+    """predict_members walks every boosted-tree member in one pass over the rows; each member's
+    row must keep the bits of that member walked alone (numpy reference), for any batch size,
+    and a refit must not reuse the joined trees of the members it replaced."""
+    from defectspace.predict import EnsembleRegressor
+    from defectspace.predict.regressors import _column_index
+
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(300, 10))  # no NaN: the ridge member between the tree members takes none
+    y = f[:, :4].sum(axis=1) + 0.1 * rng.normal(size=300)
+    ens = EnsembleRegressor(
+        members=[
+            {"kind": "gbm", "settings": {"grid": ({"max_leaf_nodes": 7},)}, "columns": [[0, 6]], "copies": 2},
+            {"kind": "ridge"},
+            {"kind": "gbm", "settings": {"grid": ({"max_leaf_nodes": 5},)}, "copies": 1},
+        ],
+        random_state=0,
+    ).fit(f, y)
+    got = ens.predict_members(f)
+    for i, (member, cols) in enumerate(zip(ens.members_, ens.columns_, strict=True)):
+        if hasattr(member, "nodes_"):
+            idx = np.arange(f.shape[1]) if cols is None else _column_index(cols)
+            np.testing.assert_array_equal(got[i], _numpy_walk(member, f[:, idx]))
+    for size in (1, 33, 65, 129):  # blocks of 32 rows, threads of at least 64
+        np.testing.assert_array_equal(ens.predict_members(f[:size]), got[:, :size])
+    before = ens.predict_members(f)
+    ens.fit(f, -y)
+    assert not np.allclose(ens.predict_members(f), before)
+
+
+def test_joined_tree_walker_refuses_bad_member_bounds() -> None:
+    x = np.zeros((2, 1))
+    nodes = (np.zeros(1, np.int32), np.zeros(1), np.zeros(1, np.uint8), np.zeros(1, np.int32),
+             np.zeros(1, np.int32), np.ones(1, np.uint8), np.array([2.0]), np.array([0, 1], np.int64))
+    np.testing.assert_array_equal(
+        _core.predict_tree_ensembles(x, *nodes, np.array([0, 1], np.int64), np.array([0.5])), [[2.5, 2.5]])
+    with pytest.raises(ValueError, match="from 0 to the number of trees"):
+        _core.predict_tree_ensembles(x, *nodes, np.array([0, 2], np.int64), np.array([0.5]))
+    with pytest.raises(ValueError, match="member 0 has no tree"):
+        _core.predict_tree_ensembles(x, *nodes, np.array([0, 0, 1], np.int64), np.array([0.5, 0.5]))
+    with pytest.raises(ValueError, match="baselines"):
+        _core.predict_tree_ensembles(x, *nodes, np.array([0, 1], np.int64), np.array([0.5, 1.0]))

@@ -108,6 +108,20 @@ def predict_tree_ensemble(
     baseline: float,
     n_threads: int = 0,
 ) -> NDArray[np.float64]: ...
+def predict_tree_ensembles(
+    x: NDArray[np.float64],
+    feature: NDArray[np.int32],
+    threshold: NDArray[np.float64],
+    missing_left: NDArray[np.uint8],
+    left: NDArray[np.int32],
+    right: NDArray[np.int32],
+    is_leaf: NDArray[np.uint8],
+    value: NDArray[np.float64],
+    offsets: NDArray[np.int64],
+    member_trees: NDArray[np.int64],
+    baselines: NDArray[np.float64],
+    n_threads: int = 0,
+) -> NDArray[np.float64]: ...
 def defect_pair_histogram(
     states: NDArray[np.uint8],
     shell: NDArray[np.int32],

@@ -27,4 +27,12 @@ void check_tree_ensemble(const TreeEnsemble& trees, std::size_t n_features);
 void predict_tree_ensemble(const TreeEnsemble& trees, const double* x, std::size_t n, std::size_t n_features,
                            double baseline, double* out, std::size_t n_threads);
 
+/// Several ensembles (the members of an average) stored one after another in ``trees``: member m owns
+/// trees member_trees[m] to member_trees[m + 1] - 1 and starts from baselines[m]. out is
+/// (n_members x n), row-major: out[m * n + r] has the bits predict_tree_ensemble gives member m.
+/// Walking them together reads each row of x from memory once, not once per member.
+void predict_tree_ensembles(const TreeEnsemble& trees, const std::int64_t* member_trees, std::size_t n_members,
+                            const double* baselines, const double* x, std::size_t n, std::size_t n_features,
+                            double* out, std::size_t n_threads);
+
 }  // namespace defectspace

@@ -21,6 +21,7 @@ uncertainty), and the search goes on; engine results live in a resumable label f
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -34,6 +35,7 @@ from numpy.typing import NDArray
 
 from defectspace.canonical import Canonicalizer, key_to_string
 from defectspace.canonical import n_placements as canonical_n_placements
+from defectspace.descriptors import blas_threads
 from defectspace.lattice import Lattice
 from defectspace.pipeline.annealing import ClassArchive, parallel_tempering
 from defectspace.pipeline.verification import ENGINE_PROPERTY, EngineLabels, ModelScale
@@ -494,6 +496,19 @@ class DesignResult:
 Progress = Callable[[str, int], None]
 
 
+def _one_blas_thread(fn: Callable[..., DesignResult]) -> Callable[..., DesignResult]:
+    """Runs ``fn`` with numpy's BLAS on one thread: the search's batches are small and its trees
+    and canonical keys already use the cores, so OpenBLAS's threads only spun against them."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> DesignResult:
+        with blas_threads(1):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_one_blas_thread
 def design(
     lattice: Lattice,
     counts: Mapping[str, tuple[int, int]] | Mapping[str, int],

@@ -43,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from defectspace.canonical import Canonicalizer, key_to_string
+from defectspace.descriptors import blas_threads
 from defectspace.io import OnError, PlacementTable, atomic_path
 from defectspace.lattice import Lattice
 from defectspace.placement import format_2dmd
@@ -1015,23 +1016,6 @@ class Runner:
             self.cluster.close()
 
 
-@contextmanager
-def _blas_threads(n: int) -> Iterator[None]:
-    """numpy's BLAS (the ``rich`` descriptor's matrix product) limited to ``n`` threads for the run
-    (0: left alone): each task owns its share of the cores, and OpenBLAS's own threads, one per core
-    in every task, spun against each other (a 1,000,000-placement screen on 2 cores: 48 s wall for
-    41 CPU seconds, the tasks' own threads 32 of them)."""
-    try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-    except ImportError:  # no scikit-learn: BLAS keeps its threads
-        n = 0
-    if n <= 0:
-        yield
-        return
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield
-
-
 _WORKER_BLAS: list[int] = []
 
 
@@ -1046,7 +1030,7 @@ def _worker_blas_threads(n: int) -> None:
     except ValueError:  # not in a worker: screen() limits BLAS for the run
         return
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
     except ImportError:
         return
     threadpool_limits(limits=n, user_api="blas")
@@ -1127,7 +1111,7 @@ def screen(cfg: ScreenConfig, output: str | Path, *, scheduler: str | None = Non
     skipped = 0
     try:
         with _torch_threads(runner.task_threads, load=cfg.embed and runner.client is None), \
-                _blas_threads(runner.task_threads if runner.client is None else 0):
+                blas_threads(runner.task_threads if runner.client is None else 0):
             t = time.perf_counter()
             if cfg.source == "file":
                 if table is None:

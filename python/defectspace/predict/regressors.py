@@ -318,6 +318,11 @@ _FlatTrees = tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.uint8], ND
 """Node arrays of a tree ensemble in the C++ walker's order: feature, threshold, missing-left,
 left, right, is-leaf, value, offsets."""
 
+_JoinedTrees = tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.uint8], NDArray[np.int32],
+                     NDArray[np.int32], NDArray[np.uint8], NDArray[np.float64], NDArray[np.int64],
+                     NDArray[np.int64], NDArray[np.float64]]
+"""Node arrays, tree offsets, trees per member and baselines of ``_core.predict_tree_ensembles``."""
+
 _TREE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right",
                 "is_leaf")
 
@@ -507,6 +512,7 @@ class EnsembleRegressor(_Params):
         rng = np.random.default_rng(self.random_state)
         specs = self._specs()
         total = sum(s["weight"] for s in specs)
+        self._joined_key: tuple[int, ...] | None = None  # new members: the joined trees are built again
         self.members_: list[Regressor] = []
         self.columns_: list[list[tuple[int, int]] | None] = []
         weights = []
@@ -531,19 +537,62 @@ class EnsembleRegressor(_Params):
         return self
 
     def predict_members(self, X: ArrayLike) -> Array:
-        """(n_members, n) every member's prediction; :attr:`weights_` average them to :meth:`predict`."""
+        """(n_members, n) every member's prediction; :attr:`weights_` average them to :meth:`predict`.
+
+        The boosted-tree members are walked together in one pass of the C++ core over the rows
+        (each row read from memory once, not once per member); the same bits as one by one."""
+        from defectspace import _core
+
         f = np.asarray(X, dtype=np.float64)
         out = np.empty((len(self.members_), f.shape[0]))
+        trees = self._joined_trees()
+        if trees is not None and f.shape[0]:
+            which, arrays = trees
+            fe, th, ml, le, ri, lf, va, off, member_trees, baselines = arrays
+            rows = np.ascontiguousarray(f)
+            out[which] = _core.predict_tree_ensembles(rows, fe, th, ml, le, ri, lf, va, off, member_trees,
+                                                      baselines, n_threads=self.n_threads)
         for i, (member, cols) in enumerate(zip(self.members_, self.columns_, strict=True)):
+            if trees is not None and i in trees[0]:
+                continue
             if member.get_params().get("n_threads", self.n_threads) != self.n_threads:
                 member = copy.copy(member).set_params(n_threads=self.n_threads)
             if cols is None:
                 out[i] = member.predict(f)
-            elif isinstance(member, GBMRegressor):
-                out[i] = member.predict_on_columns(f, _column_index(cols))
             else:
                 out[i] = member.predict(f[:, _column_index(cols)])
         return out
+
+    def _joined_trees(self) -> tuple[list[int], _JoinedTrees] | None:
+        """The boosted-tree members' nodes one after another, features mapped to the whole row:
+        (member indices, the arrays of ``_core.predict_tree_ensembles``); cached per fit."""
+        key = tuple(id(m) for m in self.members_)
+        if getattr(self, "_joined_key", None) == key:
+            cached: tuple[list[int], _JoinedTrees] | None = self._joined
+            return cached
+        which = [i for i, m in enumerate(self.members_) if isinstance(m, GBMRegressor)]
+        joined: tuple[list[int], _JoinedTrees] | None = None
+        if which:
+            parts: list[list[NDArray[Any]]] = [[] for _ in range(7)]
+            offsets, member_trees, baselines = [np.zeros(1, np.int64)], [0], []
+            for i in which:
+                member, cols = self.members_[i], self.columns_[i]
+                assert isinstance(member, GBMRegressor)
+                flat = member._flat_nodes()
+                feature = flat[0] if cols is None else _column_index(cols)[flat[0]].astype(np.int32)
+                leaf_safe = np.where(flat[5] > 0, 0, feature).astype(np.int32)
+                arrays: tuple[NDArray[Any], ...] = (leaf_safe, *flat[1:7])
+                for k, a in enumerate(arrays):
+                    parts[k].append(a)
+                offsets.append(flat[7][1:] + offsets[-1][-1])
+                member_trees.append(member_trees[-1] + len(flat[7]) - 1)
+                baselines.append(float(member.baseline_))
+            fe, th, ml, le, ri, lf, va = (np.ascontiguousarray(np.concatenate(a)) for a in parts)
+            joined = (which, (fe, th, ml, le, ri, lf, va, np.concatenate(offsets).astype(np.int64),
+                              np.asarray(member_trees, np.int64), np.asarray(baselines, np.float64)))
+        self._joined: tuple[list[int], _JoinedTrees] | None = joined
+        self._joined_key = key
+        return joined
 
     def _weighted(self, p: Array) -> Array:
         # elementwise in a fixed order, not a matrix product: BLAS sums a column differently by
