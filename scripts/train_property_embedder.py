@@ -1,4 +1,4 @@
-"""Trains the property-aware MoS2 8x8 embedder (the second shipped model, data/models/mos2_8x8_property).
+"""Trains a property-aware MoS2 8x8 embedder (per benchmark split; none ships yet).
 
     python scripts/train_property_embedder.py --out DIR [--steps 2000] [--exclude-split SEED]
 
@@ -7,7 +7,7 @@ property heads together (defectspace.ml.training.train_with_properties): SevenNe
 energies per site of all 6433 2DMD rows, DFT gaps of the 2300 low-density rows, GFN1-xTB gaps of the
 high-density rows, and the composition. ``--exclude-split SEED`` leaves out every row that is a
 test row of benchmarks/paper_table.py's split SEED in any column (the table's property-embedding
-rows use those models); the shipped model uses every row.
+rows use those models); without it every row is used.
 """
 
 from __future__ import annotations
