@@ -377,3 +377,31 @@ def test_a_restarted_design_reuses_every_engine_label_it_finds(tmp_path, lattice
     assert again.engine_calls == 4
     labelled = {bytes(k) for k, v in zip(first.keys, first.verified, strict=True) if v}
     assert labelled <= {bytes(k) for k, v in zip(again.keys, again.verified, strict=True) if v}
+
+
+def test_design_says_how_many_engine_calls_gave_no_value(tmp_path, lattice, predictors, monkeypatch) -> None:
+    """A failed calculation (or a worker that died) is a row with its reason, not a value: the
+    summary counts such calls and names the file with the reasons, instead of passing over them."""
+    from defectspace.pipeline import verification
+
+    calls: list[str] = []
+
+    def flaky_engine(candidates, output, engine, workers, ids, loader) -> None:  # type: ignore[no-untyped-def]
+        new = not output.exists()
+        with open(output, "a", encoding="utf-8") as fh:
+            if new:
+                fh.write("id,status,homo_lumo_gap,error\n")
+            for i in ids:
+                calls.append(i)
+                if len(calls) % 2 == 0:  # every second calculation fails
+                    fh.write(f"{i},failed,,WorkerDied: the worker process ended\n")
+                else:
+                    fh.write(f"{i},ok,0.95,\n")
+
+    monkeypatch.setattr(verification, "_label", flaky_engine)
+    res = design(lattice, {"Mo->W": 2, "S->V": 6}, targets=[PropertyWindow(GAP, 0.9, 1.0)], n=4,
+                 predictors=predictors, verify="xtb", budget=4, work_dir=tmp_path, chains=64,
+                 time_limit=2, seed=0)
+    assert res.engine_calls == 4 and res.engine_failures == 2
+    assert "2 of 4 engine calls gave no value" in res.summary()
+    assert str(tmp_path / "xtb_labels.csv") in res.summary()

@@ -425,6 +425,11 @@ class DesignResult:
     """(n,) the engine's value as it measured it (NaN where not verified)."""
     engine_scale: str = ""
     """How engine values were brought onto the model's scale."""
+    engine_failures: int = 0
+    """Engine calls that gave no value (a failed or timed-out calculation, a worker that died);
+    each is a row with its reason in the work folder's label file, and a rerun does not repeat it."""
+    engine_log: str = ""
+    """The label file of the verification engine (every result and failure with its reason)."""
 
     @property
     def proven_optimal(self) -> bool:
@@ -515,6 +520,11 @@ class DesignResult:
                 + (f", {int(ok.sum())} inside the {prop} window" if w else "")
                 + f"; {self.engine_calls} engine labels used; {self.engine_scale}"
             )
+            if self.engine_failures:
+                lines.append(
+                    f"{self.engine}: {self.engine_failures} of {self.engine_calls} engine calls gave no "
+                    f"value (reasons in the error column of {self.engine_log})"
+                )
         return "\n".join(lines)
 
 
@@ -654,9 +664,10 @@ def design(
 
     engine_value = engine_raw = None
     engine_calls = 0
-    engine_scale = ""
+    engine_scale = engine_log = ""
+    engine_failures = 0
     if verify is not None:
-        engine_value, engine_raw, engine_calls, engine_scale = _verify_loop(
+        engine_value, engine_raw, engine_calls, engine_scale, engine_failures, engine_log = _verify_loop(
             archive,
             comps,
             surrogate,
@@ -719,6 +730,8 @@ def design(
         engine_calls,
         raw_all[top] if verify else np.zeros(0),
         engine_scale,
+        engine_failures,
+        engine_log,
     )
 
 
@@ -762,11 +775,12 @@ def _verify_loop(
     time_left: float,
     workers: int,
     tick: Progress,
-) -> tuple[Array, Array, int, str]:
+) -> tuple[Array, Array, int, str, int, str]:
     """Rounds of: rank, label the best unverified candidates, correct the surrogate, search on.
 
     Returns the engine's value per archived class on the model's scale and as measured (NaN where
-    not labelled), the labels used, and how values were brought onto the model's scale.
+    not labelled), the labels used, how values were brought onto the model's scale, the calls
+    that gave no value and the label file that says why.
     """
 
     prop = ENGINE_PROPERTY[engine]
@@ -836,4 +850,5 @@ def _verify_loop(
     for i, v in known.items():
         out[i] = v
         out_raw[i] = raw[i]
-    return out, out_raw, labels.n_used, scale.describe()
+    failed = sum(not np.isfinite(v) for v in raw.values())
+    return out, out_raw, labels.n_used, scale.describe(), failed, str(labels.output)
