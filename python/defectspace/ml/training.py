@@ -22,8 +22,8 @@ Everything is seeded: the stream of step ``t`` is a function of ``(seed, t)`` al
 :func:`finetune_with_property` goes beyond the paper: it continues training a trained embedder
 with a regression head on labelled placements beside the contrastive loss, so that the embedding
 also orders placements by a property. :func:`train_with_properties` does so for several properties
-at once (plus the composition): the property-aware embedder's recipe (none ships yet; see
-benchmarks/results/property_embedding.md).
+at once (plus the composition): the recipe of the shipped ``mos2_8x8_property`` embedder
+(scripts/train_property_embedder.py; measured in benchmarks/results/paper_table.md).
 """
 
 from __future__ import annotations
