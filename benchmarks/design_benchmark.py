@@ -490,7 +490,8 @@ def open_section(quick: bool) -> tuple[list[str], dict[str, object]]:
         f"Composition Mo->V=4, Mo->W=4, S->Se=8, S->V=8 (2DMD's Mo56W4Se8S112: {len(y_rand)} of its "
         "100 random placements have exactly this composition; 24 defects); window "
         f"homo_lumo_gap {lo:.2f}-{hi:.2f} eV on the gap model's scale ({scale.describe()}); "
-        "GFN1-xTB is the oracle (tblite, unrelaxed structures).",
+        "GFN1-xTB is the oracle (tblite, unrelaxed structures). Run with the gap model of commit a555655 "
+        "(its 2,523 training rows held 223 of the 500 high-density xTB rows; the shipped one now learns from all 500).",
         "",
         "| method | engine calls | labelled inside the window (per call) | labels' mean and spread (eV) "
         f"| {OPEN_DESIGNS} designs, engine-verified inside |",
