@@ -23,7 +23,7 @@ Sections (all by default; pick with --only):
   kept in ``benchmarks/results/design_open_space/`` (resumable: a rerun computes none twice).
   ``DESIGN_OPEN_PART=ours|screen|none`` runs one part (parts can run in parallel; ``none`` redraws
   the table from the saved labels and part results).
-* ``open_retrained``: the same with the gap model that learned all 500 high-density xTB rows, 30
+* ``open_retrained``: the same with the gap model that learned all 500 high-density xTB rows, 60
   engine calls each, labels in ``benchmarks/results/design_open_space_500xtb/``.
 
 Usage: ``python benchmarks/design_benchmark.py [--only pool,exact,...] [--quick]``. Needs ../shared
@@ -395,9 +395,9 @@ OPEN_WINDOW = (0.35, 0.45)  # eV, the gap model's (DFT) scale
 OPEN_BUDGET = 60
 OPEN_DESIGNS = 20
 OPEN_WORK = RESULTS / "design_open_space"
-# the same benchmark with the gap model that learned all 500 high-density xTB rows (30 calls each)
+# the same benchmark with the gap model that learned all 500 high-density xTB rows (60 calls each)
 RETRAINED_WORK = RESULTS / "design_open_space_500xtb"
-RETRAINED_BUDGET = 30
+RETRAINED_BUDGET = 60
 
 
 def open_section(quick: bool, work: Path = OPEN_WORK, default_budget: int = OPEN_BUDGET
@@ -471,7 +471,7 @@ def open_section(quick: bool, work: Path = OPEN_WORK, default_budget: int = OPEN
         ok = np.isfinite(y)
         hit = (y >= lo) & (y <= hi)
         out["screen"] = {"generated": s.generated, "distinct": s.distinct, "kept": s.kept,
-                         "labelled": int(ok.sum()), "inside": int(hit.sum()),
+                         "labelled": int(ok.sum()), "inside": int(hit.sum()), "no_value": int((~ok).sum()),
                          "hit_rate": float(hit.sum() / max(ok.sum(), 1)),
                          "seconds": time.perf_counter() - t}
     # a part not run now keeps its last result (parts may run in parallel: each writes its own file)
@@ -531,6 +531,7 @@ def open_section(quick: bool, work: Path = OPEN_WORK, default_budget: int = OPEN
             f"random) | {sc['labelled']} | {sc['inside']} ({sc['hit_rate']:.0%}) | "
             f"{sc.get('labels_mean', float('nan')):.3f} +- {sc.get('labels_std', float('nan')):.3f} | "
             f"{n_in} of {OPEN_DESIGNS} ({n_in / OPEN_DESIGNS:.0%}) if its hits are returned first |")
+
     if "design" in out:
         de = out["design"]
         assert isinstance(de, dict)
@@ -541,6 +542,10 @@ def open_section(quick: bool, work: Path = OPEN_WORK, default_budget: int = OPEN
             f"{inside} ({inside / max(calls, 1):.0%}) | "
             f"{de.get('labels_mean', float('nan')):.3f} +- {de.get('labels_std', float('nan')):.3f} | "
             f"{de['verified_inside']} of {de['designs']} ({de['hit_rate']:.0%}) |")
+    sc_open = out.get("screen")
+    if isinstance(sc_open, dict) and sc_open.get("no_value"):
+        text += ["", f"Screen: {sc_open['no_value']} engine calls gave no value (reasons in the error "
+                     f"column of {work.name}/screen/xtb_labels.csv); its hit rate counts the others."]
     if "design" in out and "screen" in out:
         de, sc = out["design"], out["screen"]
         assert isinstance(de, dict) and isinstance(sc, dict)
