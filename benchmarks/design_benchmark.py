@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -501,8 +502,6 @@ def open_section(quick: bool, work: Path = OPEN_WORK, default_budget: int = OPEN
             out[k]["labels_inside_halves"] = [int(((h >= lo) & (h <= hi)).sum()) for h in (y[:half], y[half:])]
     # which gap model the labels were asked by: the default run predates the model that learned all
     # 500 high-density xTB rows; a run in another folder names the model it used
-    import re
-
     n_xtb = re.search(r"GFN1-xTB gaps of (\d+) rows", gap.label_source)
     model_note = (
         "Run with the gap model of commit a555655 (its 2,523 training rows held 223 of the 500 "
@@ -531,7 +530,6 @@ def open_section(quick: bool, work: Path = OPEN_WORK, default_budget: int = OPEN
             f"random) | {sc['labelled']} | {sc['inside']} ({sc['hit_rate']:.0%}) | "
             f"{sc.get('labels_mean', float('nan')):.3f} +- {sc.get('labels_std', float('nan')):.3f} | "
             f"{n_in} of {OPEN_DESIGNS} ({n_in / OPEN_DESIGNS:.0%}) if its hits are returned first |")
-
     if "design" in out:
         de = out["design"]
         assert isinstance(de, dict)
